@@ -1,0 +1,375 @@
+//! Typed, layered configuration: built-in defaults < TOML file < `BILLING_<SECTION>__<KEY>`
+//! environment variables. Loading reports every problem at once and never panics.
+mod layers;
+mod reference;
+#[cfg(test)]
+mod tests;
+mod value;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Serialize, Serializer};
+
+pub use layers::{CONFIG_FILE_ENV, ENV_PREFIX, Origin, Problem, Sources};
+pub use reference::{KEYS, KeyDoc, reference_markdown};
+
+use crate::store::Backend;
+use layers::Layers;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/billing.db";
+/// Exit status for an invalid configuration (sysexits.h EX_CONFIG).
+pub const EX_CONFIG: u8 = 78;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerConfig {
+    pub host: IpAddr,
+    pub port: u16,
+    #[serde(serialize_with = "as_humantime")]
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    pub concurrency_limit: usize,
+    pub compression: bool,
+    pub cors_allowed_origins: Vec<String>,
+    pub sensitive_headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseConfig {
+    #[serde(serialize_with = "redacted")]
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    #[serde(serialize_with = "as_humantime")]
+    pub acquire_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub idle_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub max_lifetime: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub statement_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub busy_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub health_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShutdownConfig {
+    #[serde(serialize_with = "as_humantime")]
+    pub grace_period: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig {
+                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 8080,
+                request_timeout: Duration::from_secs(30),
+                body_limit: 1024 * 1024,
+                concurrency_limit: 512,
+                compression: true,
+                cors_allowed_origins: Vec::new(),
+                sensitive_headers: [
+                    "authorization",
+                    "proxy-authorization",
+                    "cookie",
+                    "set-cookie",
+                    "x-api-key",
+                ]
+                .map(String::from)
+                .to_vec(),
+            },
+            database: DatabaseConfig {
+                url: SecretString::from(DEFAULT_DATABASE_URL),
+                max_connections: 10,
+                min_connections: 0,
+                acquire_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(600),
+                max_lifetime: Duration::from_secs(1800),
+                statement_timeout: Duration::from_secs(30),
+                busy_timeout: Duration::from_secs(5),
+                health_timeout: Duration::from_secs(1),
+                migrate_on_start: true,
+            },
+            log: LogConfig {
+                level: "info".into(),
+                format: LogFormat::Json,
+            },
+            shutdown: ShutdownConfig {
+                grace_period: Duration::from_secs(5),
+                drain_timeout: Duration::from_secs(20),
+            },
+        }
+    }
+}
+
+impl Config {
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.server.host, self.server.port)
+    }
+
+    pub fn backend(&self) -> Backend {
+        // `load` has already rejected any other scheme.
+        Backend::from_url(self.database.url.expose_secret()).unwrap_or(Backend::Sqlite)
+    }
+
+    /// Loads and validates the configuration, reporting every problem.
+    pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+        let mut layers = Layers::build(sources);
+        let d = Config::default();
+
+        let server = ServerConfig {
+            host: layers.get("server.host", d.server.host),
+            port: layers.get("server.port", d.server.port),
+            request_timeout: layers.get("server.request_timeout", d.server.request_timeout),
+            body_limit: layers.get("server.body_limit", d.server.body_limit),
+            concurrency_limit: layers.get("server.concurrency_limit", d.server.concurrency_limit),
+            compression: layers.get("server.compression", d.server.compression),
+            cors_allowed_origins: layers
+                .get("server.cors_allowed_origins", d.server.cors_allowed_origins),
+            sensitive_headers: layers.get("server.sensitive_headers", d.server.sensitive_headers),
+        };
+        let credentials_dir = sources.env_var("CREDENTIALS_DIRECTORY");
+        let url = layers
+            .secret("database.url", credentials_dir)
+            .unwrap_or(d.database.url);
+        let backend = Backend::from_url(url.expose_secret());
+        let database = DatabaseConfig {
+            max_connections: layers.get("database.max_connections", d.database.max_connections),
+            min_connections: layers.get("database.min_connections", d.database.min_connections),
+            acquire_timeout: layers.get("database.acquire_timeout", d.database.acquire_timeout),
+            idle_timeout: layers.get("database.idle_timeout", d.database.idle_timeout),
+            max_lifetime: layers.get("database.max_lifetime", d.database.max_lifetime),
+            statement_timeout: layers
+                .get("database.statement_timeout", d.database.statement_timeout),
+            busy_timeout: layers.get("database.busy_timeout", d.database.busy_timeout),
+            health_timeout: layers.get("database.health_timeout", d.database.health_timeout),
+            // Replicas of a PostgreSQL deployment migrate in a release step, not at start-up.
+            migrate_on_start: layers
+                .get_opt("database.migrate_on_start")
+                .unwrap_or(backend != Some(Backend::Postgres)),
+            url,
+        };
+        let log = LogConfig {
+            level: layers.get("log.level", d.log.level),
+            format: match layers.get_opt::<String>("log.format").as_deref() {
+                None | Some("json") => LogFormat::Json,
+                Some("pretty") => LogFormat::Pretty,
+                Some(other) => {
+                    let origin = Some(layers.origin_of("log.format"));
+                    layers.problem(
+                        "log.format",
+                        origin,
+                        format!("invalid value {other:?}: expected \"json\" or \"pretty\""),
+                    );
+                    LogFormat::Json
+                }
+            },
+        };
+        let shutdown = ShutdownConfig {
+            grace_period: layers.get("shutdown.grace_period", d.shutdown.grace_period),
+            drain_timeout: layers.get("shutdown.drain_timeout", d.shutdown.drain_timeout),
+        };
+        layers.report_unknown_keys();
+
+        let config = Config {
+            server,
+            database,
+            log,
+            shutdown,
+        };
+        config.validate(&mut layers, backend);
+        if !layers.problems.is_empty() {
+            return Err(ConfigError {
+                problems: layers.problems,
+            });
+        }
+        let origins = layers
+            .known_keys()
+            .iter()
+            .map(|k| (k.clone(), layers.secret_origin(k)))
+            .collect();
+        Ok(Loaded { config, origins })
+    }
+
+    /// Rules that involve more than one value, or values that parse but make no sense.
+    fn validate(&self, layers: &mut Layers, backend: Option<Backend>) {
+        let mut check = |ok: bool, key: &str, message: String| {
+            if !ok {
+                let origin = Some(layers.secret_origin(key));
+                layers.problem(key, origin, message);
+            }
+        };
+        let (s, db) = (&self.server, &self.database);
+        check(
+            !s.request_timeout.is_zero(),
+            "server.request_timeout",
+            "must be greater than zero".into(),
+        );
+        check(
+            s.body_limit > 0,
+            "server.body_limit",
+            "must be greater than zero".into(),
+        );
+        check(
+            s.concurrency_limit > 0,
+            "server.concurrency_limit",
+            "must be greater than zero".into(),
+        );
+        for origin in &s.cors_allowed_origins {
+            check(
+                origin == "*" || http::HeaderValue::from_str(origin).is_ok() && is_origin(origin),
+                "server.cors_allowed_origins",
+                format!("{origin:?} is not an origin such as https://app.example.com (or \"*\")"),
+            );
+        }
+        check(
+            !(s.cors_allowed_origins.len() > 1 && s.cors_allowed_origins.iter().any(|o| o == "*")),
+            "server.cors_allowed_origins",
+            "\"*\" allows every origin and cannot be combined with others".into(),
+        );
+        for name in &s.sensitive_headers {
+            check(
+                http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
+                "server.sensitive_headers",
+                format!("{name:?} is not a valid header name"),
+            );
+        }
+        check(
+            backend.is_some(),
+            "database.url",
+            "must start with sqlite:, postgres:// or postgresql://".into(),
+        );
+        check(
+            db.max_connections >= 1,
+            "database.max_connections",
+            "must be at least 1".into(),
+        );
+        check(
+            db.min_connections <= db.max_connections,
+            "database.min_connections",
+            format!(
+                "is {} but database.max_connections is {}",
+                db.min_connections, db.max_connections
+            ),
+        );
+        check(
+            !db.acquire_timeout.is_zero(),
+            "database.acquire_timeout",
+            "must be greater than zero".into(),
+        );
+        check(
+            !db.health_timeout.is_zero(),
+            "database.health_timeout",
+            "must be greater than zero".into(),
+        );
+        if backend == Some(Backend::Sqlite) {
+            let in_memory = crate::store::sqlite_is_in_memory(db.url.expose_secret());
+            check(
+                !(in_memory && db.max_connections > 1),
+                "database.max_connections",
+                "an in-memory SQLite database exists once per connection: set it to 1".into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            check(
+                false,
+                "log.level",
+                format!("invalid filter {:?}: {e}", self.log.level),
+            );
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted, each value annotated with its origin.
+    pub fn render(&self, origins: &BTreeMap<String, Origin>) -> String {
+        let value = toml::Value::try_from(self).unwrap_or(toml::Value::Table(Default::default()));
+        let mut out = String::new();
+        if let toml::Value::Table(sections) = value {
+            for (section, values) in sections {
+                out.push_str(&format!("[{section}]\n"));
+                if let toml::Value::Table(values) = values {
+                    for (key, value) in values {
+                        let full = format!("{section}.{key}");
+                        let origin = origins.get(&full).cloned().unwrap_or(Origin::Default);
+                        out.push_str(&format!("{key} = {value}  # {origin}\n"));
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+fn is_origin(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|host| !host.is_empty() && !host.contains('/'))
+}
+
+/// A loaded configuration together with where each setting came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub origins: BTreeMap<String, Origin>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn redacted<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}

@@ -1,0 +1,168 @@
+//! The configuration reference: one line per setting. The README's table is generated from it
+//! (`billing-api config reference`) and a test keeps the two, and the loader, in step.
+use super::{Config, ENV_PREFIX};
+
+pub struct KeyDoc {
+    pub key: &'static str,
+    /// Secret settings can also be read from a file (`<KEY>_FILE`) and are never printed.
+    pub secret: bool,
+    /// Shown instead of the built-in default when that needs words.
+    pub default_text: Option<&'static str>,
+    pub description: &'static str,
+}
+
+const fn key(key: &'static str, description: &'static str) -> KeyDoc {
+    KeyDoc {
+        key,
+        secret: false,
+        default_text: None,
+        description,
+    }
+}
+
+pub const KEYS: &[KeyDoc] = &[
+    key(
+        "server.host",
+        "IP address the API listens on (`0.0.0.0` or `::` in a container).",
+    ),
+    key(
+        "server.port",
+        "TCP port of the API. `PORT` is honoured when this is not set.",
+    ),
+    key(
+        "server.request_timeout",
+        "Longest time a request may take before it is answered 408 `request_timeout`.",
+    ),
+    key(
+        "server.body_limit",
+        "Largest request body in bytes; larger bodies get 413 `payload_too_large`.",
+    ),
+    key(
+        "server.concurrency_limit",
+        "Requests served at once; excess requests are shed with 503 `overloaded` and `Retry-After` (health probes are exempt).",
+    ),
+    key(
+        "server.compression",
+        "Compress responses (gzip) for clients that accept it.",
+    ),
+    key(
+        "server.cors_allowed_origins",
+        "Origins allowed by CORS, e.g. `https://app.example.com`, or `*`. Empty turns CORS off.",
+    ),
+    key(
+        "server.sensitive_headers",
+        "Headers whose values are redacted in logs.",
+    ),
+    KeyDoc {
+        key: "database.url",
+        secret: true,
+        default_text: None,
+        description: "`sqlite://PATH` (created with its folder if absent) or `postgres://USER:PASSWORD@HOST/DB`.",
+    },
+    key(
+        "database.max_connections",
+        "Most connections the pool opens.",
+    ),
+    key(
+        "database.min_connections",
+        "Connections the pool keeps open when idle.",
+    ),
+    key(
+        "database.acquire_timeout",
+        "Longest wait for a pooled connection; then the request gets 503 `database_unavailable`.",
+    ),
+    key(
+        "database.idle_timeout",
+        "Idle connections above `min_connections` are closed after this.",
+    ),
+    key(
+        "database.max_lifetime",
+        "Connections are replaced after this age.",
+    ),
+    key(
+        "database.statement_timeout",
+        "PostgreSQL `statement_timeout` for every connection (`0s` turns it off; SQLite ignores it).",
+    ),
+    key(
+        "database.busy_timeout",
+        "SQLite: how long a write waits for the database lock.",
+    ),
+    key(
+        "database.health_timeout",
+        "How long `/health/ready` waits for the database to answer.",
+    ),
+    KeyDoc {
+        key: "database.migrate_on_start",
+        secret: false,
+        default_text: Some("`true` for SQLite, `false` for PostgreSQL"),
+        description: "Apply pending migrations when `serve` starts. Keep it off with several PostgreSQL replicas and run `billing-api migrate run` as a release step.",
+    },
+    key(
+        "log.level",
+        "Log filter: a level (`info`) or directives (`info,billing_api=debug`). `RUST_LOG` wins when set.",
+    ),
+    key(
+        "log.format",
+        "`json` (one object per line) or `pretty` (for a terminal).",
+    ),
+    key(
+        "shutdown.grace_period",
+        "After SIGTERM, how long the API keeps serving while `/health/ready` answers 503, so load balancers stop sending traffic.",
+    ),
+    key(
+        "shutdown.drain_timeout",
+        "Then, how long in-flight requests may take to finish before the process exits.",
+    ),
+];
+
+/// The environment variable for a key: `server.port` is `BILLING_SERVER__PORT`.
+pub fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// The Markdown table embedded in the README.
+pub fn reference_markdown() -> String {
+    let defaults = Config::default();
+    let rendered = toml::Value::try_from(&defaults).ok();
+    let default_of = |key: &str| -> String {
+        let (section, name) = key.split_once('.').unwrap_or((key, ""));
+        rendered
+            .as_ref()
+            .and_then(|v| v.get(section))
+            .and_then(|v| v.get(name))
+            .map(|v| match v {
+                toml::Value::String(s) => format!("`{s}`"),
+                toml::Value::Array(items) if items.is_empty() => "(empty)".to_owned(),
+                toml::Value::Array(items) => {
+                    let items: Vec<String> = items
+                        .iter()
+                        .map(|i| i.as_str().unwrap_or_default().to_owned())
+                        .collect();
+                    format!("`{}`", items.join(","))
+                }
+                other => format!("`{other}`"),
+            })
+            .unwrap_or_default()
+    };
+    let mut out =
+        String::from("| Key | Environment variable | Default | Meaning |\n|---|---|---|---|\n");
+    for doc in KEYS {
+        let mut env = format!("`{}`", env_name(doc.key));
+        if doc.secret {
+            env.push_str(&format!(" or `{}_FILE`", env_name(doc.key)));
+        }
+        let default = match (doc.default_text, doc.key) {
+            (Some(text), _) => text.to_owned(),
+            (None, "database.url") => format!("`{}`", super::DEFAULT_DATABASE_URL),
+            (None, key) => default_of(key),
+        };
+        out.push_str(&format!(
+            "| `{}` | {env} | {default} | {} |\n",
+            doc.key, doc.description
+        ));
+    }
+    out
+}

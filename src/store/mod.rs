@@ -1,0 +1,230 @@
+//! The one data-access layer: a pool over SQLite or PostgreSQL, chosen from the URL scheme.
+//!
+//! Queries are written once in portable SQL and run through sqlx's `Any` driver; the few places
+//! where the backends' semantics differ (transaction start, row locks) ask [`Backend`].
+pub mod migrate;
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use sqlx::AnyConnection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, AssertSqlSafe, Executor};
+
+use crate::config::DatabaseConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Opens a transaction that will write. SQLite takes its write lock up front so that two
+    /// writers never deadlock upgrading read locks; PostgreSQL locks rows as it goes.
+    pub fn begin_write_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// `sqlite::memory:` and `?mode=memory` databases live inside one connection.
+pub fn sqlite_is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the SQLite database folder {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid database URL: {0}")]
+    Url(#[source] sqlx::Error),
+}
+
+/// The shared handle to the database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Builds the pool without connecting, so the API can start (and report itself unready)
+    /// while the database is still coming up.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let raw_url = config.url.expose_secret();
+        let backend = Backend::from_url(raw_url).ok_or_else(|| {
+            StoreError::Url(sqlx::Error::Configuration("unsupported URL scheme".into()))
+        })?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(raw_url)?,
+            Backend::Postgres => raw_url.to_owned(),
+        };
+        let session_sql = session_setup_sql(backend, config);
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            // A ping before every checkout doubles the round trips of short requests; a dead
+            // connection fails its query instead and the pool replaces it.
+            .test_before_acquire(false)
+            .after_connect(move |conn: &mut AnyConnection, _| {
+                let sql = session_sql.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy(&url)
+            .map_err(StoreError::Url)?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs a trivial query and reports how long it took.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.pool);
+        match tokio::time::timeout(timeout, query).await {
+            Ok(Ok(_)) => Ok(started.elapsed()),
+            Ok(Err(e)) => Err(describe_error(&e)),
+            Err(_) => Err(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Per-connection settings. SQLite: write-ahead log, fsync on every commit (an acknowledged
+/// write survives power loss), foreign keys, and a lock wait. PostgreSQL: a statement timeout.
+fn session_setup_sql(backend: Backend, config: &DatabaseConfig) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+            config.busy_timeout.as_millis()
+        ),
+        Backend::Postgres => format!(
+            "SET statement_timeout = {}",
+            config.statement_timeout.as_millis()
+        ),
+    }
+}
+
+/// Creates the folder of a file database and asks SQLite to create the file if it is missing.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    if sqlite_is_in_memory(url) {
+        return Ok(url.to_owned());
+    }
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let query = if query.split('&').any(|p| p.starts_with("mode=")) {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// A database error in words that never include the connection URL (which may hold a password).
+pub fn describe_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".into(),
+        sqlx::Error::PoolClosed => "the connection pool is closed".into(),
+        sqlx::Error::Io(io) => format!("cannot reach the database: {io}"),
+        sqlx::Error::Tls(_) => "TLS handshake with the database failed".into(),
+        sqlx::Error::Database(db) => format!("database error: {}", db.message()),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode_and_keep_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
+        let prepared = prepare_sqlite_url(&url).unwrap();
+        assert!(
+            prepared.ends_with("/nested/db.sqlite?mode=rwc"),
+            "{prepared}"
+        );
+        assert!(dir.path().join("nested").is_dir());
+
+        let ro = format!("sqlite://{}/db.sqlite?mode=ro", dir.path().display());
+        assert!(prepare_sqlite_url(&ro).unwrap().ends_with("?mode=ro"));
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:").unwrap(),
+            "sqlite::memory:"
+        );
+    }
+
+    #[test]
+    fn backend_comes_from_the_scheme() {
+        assert_eq!(Backend::from_url("sqlite://x.db"), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db"),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+    }
+}

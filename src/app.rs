@@ -1,0 +1,144 @@
+//! Builds the service from its configuration and runs it until shutdown.
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::build_info;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] crate::store::migrate::MigrateError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Options that are not configuration: how the process was started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Serve the debug-only `/__test/*` routes (ignored in release builds).
+    pub test_routes: bool,
+}
+
+pub struct Application {
+    config: Config,
+    listener: TcpListener,
+    state: AppState,
+    router: axum::Router,
+}
+
+impl Application {
+    /// Connects the database (migrating it if configured to) and binds the listener; the
+    /// service does not serve until [`Application::run`].
+    pub async fn build(config: Config, options: BuildOptions) -> Result<Self, StartError> {
+        let store = Store::connect_lazy(&config.database)?;
+        if config.database.migrate_on_start {
+            let applied = store.migrate_run().await?;
+            if applied > 0 {
+                tracing::info!(applied, "migrations applied");
+            }
+        }
+        let addr = config.listen_addr();
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let state = AppState {
+            store,
+            shutdown: Shutdown::new(),
+            health_timeout: config.database.health_timeout,
+        };
+        let router = http::router(state.clone(), &config.server, options.test_routes);
+        Ok(Application {
+            config,
+            listener,
+            state,
+            router,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.config.listen_addr())
+    }
+
+    pub fn shutdown(&self) -> Shutdown {
+        self.state.shutdown.clone()
+    }
+
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// Serves until shutdown is requested, then drains as configured.
+    pub async fn run(self) -> std::io::Result<()> {
+        let Application {
+            config,
+            listener,
+            state,
+            router,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let store = state.store.clone();
+        let addr = listener.local_addr()?;
+
+        let migrations = match store.pending_migrations().await {
+            Ok(0) => "up to date".to_owned(),
+            Ok(n) => format!("{n} pending"),
+            Err(e) => format!("unknown ({e})"),
+        };
+        tracing::info!(
+            commit = build_info::GIT_COMMIT,
+            listen = %addr,
+            database = store.backend().name(),
+            migrations,
+            "billing-api started"
+        );
+
+        let (grace, drain) = (config.shutdown.grace_period, config.shutdown.drain_timeout);
+        let stop = shutdown.stop_token();
+        let trigger = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.requested().await;
+                tracing::info!(
+                    grace_period = %humantime::format_duration(grace),
+                    "shutdown started: readiness reports 503; still serving during the grace period"
+                );
+                tokio::time::sleep(grace).await;
+                tracing::info!(drain_timeout = %humantime::format_duration(drain), "no longer accepting connections; draining");
+                shutdown.stop_now();
+            }
+        };
+        tokio::spawn(trigger);
+
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server =
+            axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let mut server = std::pin::pin!(server.into_future());
+        let drained = tokio::select! {
+            result = &mut server => { result?; true }
+            _ = async { stop.cancelled().await; tokio::time::sleep(drain).await } => false,
+        };
+        if drained {
+            store.close().await;
+            tracing::info!("shutdown complete");
+        } else {
+            // Abandoned requests may still hold connections; do not wait for them.
+            let _ = tokio::time::timeout(Duration::from_secs(1), store.close()).await;
+            tracing::warn!("drain timeout reached: in-flight requests were abandoned");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! Kubernetes-style probes. Liveness says the process can serve; readiness says it should get
+//! traffic: the database answers, the schema is current, and no shutdown is under way.
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde::Serialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::build_info;
+
+pub async fn live() -> Response {
+    Json(json!({ "status": "pass", "version": build_info::VERSION })).into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Check {
+    fn pass() -> Self {
+        Check {
+            status: "pass",
+            latency_ms: None,
+            pending: None,
+            error: None,
+        }
+    }
+    fn fail(error: impl Into<String>) -> Self {
+        Check {
+            status: "fail",
+            latency_ms: None,
+            pending: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let timeout = state.health_timeout;
+    let database = match state.store.ping(timeout).await {
+        Ok(latency) => Check {
+            latency_ms: Some(ms(latency)),
+            ..Check::pass()
+        },
+        Err(error) => Check::fail(error),
+    };
+    let migrations = if database.status == "pass" {
+        match tokio::time::timeout(timeout, state.store.pending_migrations()).await {
+            Ok(Ok(0)) => Check {
+                pending: Some(0),
+                ..Check::pass()
+            },
+            Ok(Ok(n)) => Check {
+                pending: Some(n),
+                ..Check::fail(format!(
+                    "{n} migration(s) pending: run `billing-api migrate run`"
+                ))
+            },
+            Ok(Err(e)) => Check::fail(e.to_string()),
+            Err(_) => Check::fail("migration status not read in time"),
+        }
+    } else {
+        Check::fail("database unavailable")
+    };
+    let shutdown = if state.shutdown.is_requested() {
+        Check::fail("shutting down")
+    } else {
+        Check::pass()
+    };
+
+    let ok = [&database, &migrations, &shutdown]
+        .iter()
+        .all(|c| c.status == "pass");
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ok { "pass" } else { "fail" },
+        "version": build_info::VERSION,
+        "checks": { "database": database, "migrations": migrations, "shutdown": shutdown },
+    });
+    (status, Json(body)).into_response()
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}

@@ -1,0 +1,174 @@
+//! The outermost layer of our own: gives each request an id and a span, writes the access log
+//! line, and renders every error response as problem+json carrying that id.
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::response::Response;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use tower::{Layer, Service};
+use tracing::{Instrument, Span, field};
+
+use super::route::RouteSlot;
+use crate::http::problem::{self, Problem};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The route label of requests no route matched (404s), so labels stay bounded.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The id of the request being served, in the request extensions for handlers that record it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+/// An incoming id is kept when it is short and plain (so it is safe to log and echo); otherwise
+/// the request gets a fresh one.
+fn accept_request_id(headers: &HeaderMap) -> Option<Arc<str>> {
+    let value = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    let sane = (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+=/@".contains(&b));
+    sane.then(|| Arc::from(value))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestLayer;
+
+impl<S> Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for RequestService<S>
+where
+    S: Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
+        let request_id = accept_request_id(req.headers())
+            .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().hyphenated().to_string()));
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        let route = RouteSlot::default();
+        req.extensions_mut().insert(route.clone());
+        let probe = crate::http::is_probe_path(req.uri().path());
+        let client = req
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %req.method(),
+            route = field::Empty,
+        );
+        tracing::debug!(parent: &span, path = %req.uri().path(), headers = ?req.headers(), "request received");
+
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let Ok(mut response) = fut.instrument(span.clone()).await;
+            span.record("route", route.get().unwrap_or(UNMATCHED));
+            render_problem(&mut response, &request_id);
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+            }
+            log_access(&span, probe, &response, started, client);
+            Ok(response)
+        })
+    }
+}
+
+fn log_access(
+    span: &Span,
+    probe: bool,
+    response: &Response,
+    started: Instant,
+    client: Option<std::net::IpAddr>,
+) {
+    let status = response.status().as_u16();
+    let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let client = client.map(field::display);
+    let _entered = span.enter();
+    if probe {
+        tracing::debug!(status, latency_ms, client, "request completed");
+    } else if response.status().is_server_error() {
+        tracing::warn!(status, latency_ms, client, "request completed");
+    } else {
+        tracing::info!(status, latency_ms, client, "request completed");
+    }
+}
+
+/// Errors become problem+json. A response that already carries a JSON body (such as a failing
+/// readiness report) is left as it is.
+fn render_problem(response: &mut Response, request_id: &str) {
+    let problem = match response.extensions_mut().remove::<Problem>() {
+        Some(problem) => problem,
+        None if response.status().as_u16() >= 400 && !has_json_body(response.headers()) => {
+            Problem::from_status(response.status())
+        }
+        None => return,
+    };
+    let body = problem.to_json(request_id);
+    let headers = response.headers_mut();
+    // An inner layer may have prepared a compressed or sized body; this one replaces it.
+    headers.remove(header::CONTENT_ENCODING);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(problem::CONTENT_TYPE),
+    );
+    *response.status_mut() = problem.status;
+    *response.body_mut() = Body::from(body);
+}
+
+fn has_json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers_with(id: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_str(id).unwrap());
+        h
+    }
+
+    #[test]
+    fn plain_request_ids_are_kept_and_others_replaced() {
+        assert_eq!(
+            accept_request_id(&headers_with("abc-123_x.y")).as_deref(),
+            Some("abc-123_x.y")
+        );
+        assert_eq!(accept_request_id(&headers_with("has space")), None);
+        assert_eq!(accept_request_id(&headers_with("<script>")), None);
+        assert_eq!(accept_request_id(&headers_with(&"a".repeat(129))), None);
+        assert_eq!(accept_request_id(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! RFC 9457 problem details: the one shape of every error this API returns.
+//!
+//! A handler (or a layer) returns a [`Problem`]; it travels in the response extensions and the
+//! request layer renders it as `application/problem+json`, adding the request id. Responses the
+//! framework produces without a body (404, 405, 408, 413, …) are given one from their status.
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// Where the `type` URIs point: the error catalogue in the repository.
+const TYPE_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/errors.md#");
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// Stable, machine-readable; documented in docs/errors.md.
+    pub code: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub retry_after_secs: Option<u64>,
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+            www_authenticate: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found", detail)
+    }
+
+    pub fn malformed_json(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Malformed JSON",
+            detail,
+        )
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let n = errors.len();
+        let detail = format!(
+            "{n} field{} failed validation",
+            if n == 1 { "" } else { "s" }
+        );
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Validation Failed",
+            detail,
+        )
+        .with_errors(errors)
+    }
+
+    pub fn internal() -> Self {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal Server Error",
+            "the server failed to handle this request; it has been logged under the request id",
+        )
+    }
+
+    pub fn overloaded() -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            "the server is handling as many requests as it is configured to; retry shortly",
+        )
+        .retry_after(1)
+    }
+
+    pub fn database_unavailable(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "Database Unavailable",
+            detail,
+        )
+        .retry_after(1)
+    }
+
+    /// The problem for a bodiless error response the framework produced.
+    pub fn from_status(status: StatusCode) -> Self {
+        let (code, title, detail) = match status {
+            StatusCode::NOT_FOUND => ("not_found", "Not Found", "no route matches this path"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "Method Not Allowed",
+                "this route does not accept this method; see the Allow header",
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                "request_timeout",
+                "Request Timeout",
+                "the request took longer than the server allows",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload_too_large",
+                "Payload Too Large",
+                "the request body is larger than the server accepts",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "Unsupported Media Type",
+                "send the body as application/json",
+            ),
+            StatusCode::BAD_REQUEST => (
+                "bad_request",
+                "Bad Request",
+                "the request could not be understood",
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => return Problem::overloaded(),
+            s if s.is_server_error() => return Problem::internal(),
+            _ => ("http_error", "HTTP Error", "the request failed"),
+        };
+        Problem::new(status, code, title, detail)
+    }
+
+    /// The response body, with the request id it belongs to.
+    pub fn to_json(&self, request_id: &str) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            r#type: String,
+            title: &'a str,
+            status: u16,
+            detail: &'a str,
+            code: &'a str,
+            request_id: &'a str,
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            errors: &'a [FieldError],
+        }
+        let body = Body {
+            r#type: format!("{TYPE_BASE}{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            request_id,
+            errors: &self.errors,
+        };
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Database failures: a pool that cannot hand out a connection in time is a fast 503; anything
+/// else is logged with its cause and answered 500 without it.
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Problem::database_unavailable(
+                "no database connection became free in time; retry shortly",
+            ),
+            other => {
+                tracing::error!(error = %crate::store::describe_error(&other), "database error");
+                Problem::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Routes that exist only in debug builds, and only when asked for, so that tests can make a
+//! request slow, make a handler panic, post a typed body, or hold a database connection.
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::extract;
+use super::problem::Problem;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/__test/slow", get(slow))
+        .route("/__test/panic", get(panic))
+        .route("/__test/echo", post(echo))
+        .route("/__test/db", get(db))
+}
+
+#[derive(Deserialize)]
+struct Wait {
+    #[serde(default)]
+    ms: u64,
+}
+
+async fn slow(Query(wait): Query<Wait>) -> Json<serde_json::Value> {
+    tokio::time::sleep(Duration::from_millis(wait.ms)).await;
+    Json(serde_json::json!({ "slept_ms": wait.ms }))
+}
+
+#[allow(clippy::panic)]
+async fn panic() -> &'static str {
+    panic!("test route asked to panic")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Echo {
+    name: String,
+    amount: i64,
+}
+
+async fn echo(extract::Json(body): extract::Json<Echo>) -> Json<Echo> {
+    Json(body)
+}
+
+/// Runs a query on a pooled connection and keeps the connection for `ms`.
+async fn db(
+    State(state): State<AppState>,
+    Query(wait): Query<Wait>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let mut conn = state.store.pool().acquire().await?;
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await?;
+    tokio::time::sleep(Duration::from_millis(wait.ms)).await;
+    Ok(Json(serde_json::json!({ "one": one })))
+}

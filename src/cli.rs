@@ -1,0 +1,68 @@
+//! The command line: one binary that serves, migrates and checks itself.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "billing-api", version = crate::build_info::VERSION, long_version = long_version(), about)]
+pub struct Cli {
+    /// TOML configuration file (otherwise $BILLING_CONFIG, otherwise none).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+fn long_version() -> &'static str {
+    // clap wants a 'static str; this is built once per process.
+    Box::leak(crate::build_info::long_version().into_boxed_str())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply, list or revert database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Validate or print the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Exit 0 if the running service reports ready (for container health checks).
+    Healthcheck {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Print version and build information.
+    Version {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration (safe to run from several processes at once).
+    Run,
+    /// List applied and pending migrations.
+    Status,
+    /// Undo the most recently applied migration.
+    Revert,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Load and validate the configuration as `serve` would; exit 78 if it is invalid.
+    Check,
+    /// Print the effective configuration (secrets redacted) and where each value came from.
+    Show,
+    /// Print the configuration reference as a Markdown table.
+    Reference,
+}

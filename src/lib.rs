@@ -1,0 +1,15 @@
+//! billing-api: a multi-tenant billing backend.
+// Request and data paths never unwrap: failures become problems or logged errors.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+pub mod app;
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod healthcheck;
+pub mod http;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,165 @@
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use billing_api::app::{Application, BuildOptions};
+use billing_api::cli::{Cli, Command, ConfigAction, MigrateAction};
+use billing_api::config::{self, Config, EX_CONFIG, Loaded, Sources};
+use billing_api::store::Store;
+use billing_api::store::migrate::State;
+use billing_api::{build_info, healthcheck, shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve);
+    match command {
+        Command::Version { json } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&build_info::BUILD_INFO).unwrap_or_default()
+                );
+            } else {
+                println!("billing-api {}", build_info::long_version());
+            }
+            return ExitCode::SUCCESS;
+        }
+        Command::Config {
+            action: ConfigAction::Reference,
+        } => {
+            print!("{}", config::reference_markdown());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+
+    // Everything else needs a valid configuration, loaded exactly as `serve` loads it.
+    let Loaded { config, origins } = match Config::load(&Sources::from_process(cli.config)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+
+    match command {
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            println!(
+                "configuration is valid ({} backend)",
+                config.backend().name()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
+            print!("{}", config.render(&origins));
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck { timeout } => {
+            match healthcheck::check(config.listen_addr(), Duration::from_secs(timeout)).await {
+                Ok(200) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("not ready: /health/ready answered {status}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("not ready: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Serve => serve(config).await,
+        Command::Version { .. }
+        | Command::Config {
+            action: ConfigAction::Reference,
+        } => ExitCode::SUCCESS,
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let _logs = telemetry::init(&config.log);
+    let options = BuildOptions {
+        test_routes: test_routes_requested(),
+    };
+    let app = match Application::build(config, options).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::spawn(shutdown::watch_signals(app.shutdown()));
+    match app.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn test_routes_requested() -> bool {
+    cfg!(debug_assertions)
+        && std::env::var(billing_api::http::TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
+    let store = match Store::connect_lazy(&config.database) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        MigrateAction::Run => store.migrate_run().await.map(|n| match n {
+            0 => println!("database is up to date"),
+            n => println!("applied {n} migration(s)"),
+        }),
+        MigrateAction::Revert => store
+            .migrate_revert()
+            .await
+            .map(|v| println!("reverted migration {v}")),
+        MigrateAction::Status => store.migration_status().await.map(|rows| {
+            println!("{:<8} {:<10} DESCRIPTION", "VERSION", "STATE");
+            for row in rows {
+                let state = match row.state {
+                    State::Applied => "applied",
+                    State::Pending => "pending",
+                    State::Failed => "FAILED",
+                    State::Unknown => "newer",
+                };
+                println!("{:<8} {:<10} {}", row.version, state, row.description);
+            }
+        }),
+    };
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

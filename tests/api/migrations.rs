@@ -1,0 +1,138 @@
+//! Migrations: applied, listed and reverted through the one data-access layer, on both backends.
+use billing_api::store::migrate::{MigrateError, State, embedded};
+use billing_api::store::{Backend, Store};
+
+use crate::backend_tests;
+use crate::helpers::{TestDb, config_for};
+
+backend_tests!(
+    run_status_and_revert,
+    a_newer_release_schema_is_accepted_but_not_reverted
+);
+
+async fn store_for(db: &TestDb) -> Store {
+    Store::connect_lazy(&config_for(&db.url, &[]).database).unwrap()
+}
+
+async fn tenants_table_exists(store: &Store) -> bool {
+    sqlx::query("SELECT COUNT(*) FROM tenants")
+        .fetch_one(store.pool())
+        .await
+        .is_ok()
+}
+
+async fn run_status_and_revert(backend: Backend) {
+    let Some(db) = TestDb::empty(backend).await else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let total = embedded(backend).len();
+    assert!(total >= 1);
+
+    assert_eq!(store.pending_migrations().await.unwrap(), total);
+    assert!(!tenants_table_exists(&store).await);
+    assert_eq!(store.migrate_run().await.unwrap(), total);
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    assert!(tenants_table_exists(&store).await);
+    assert_eq!(
+        store.migrate_run().await.unwrap(),
+        0,
+        "a second run has nothing to do"
+    );
+
+    let status = store.migration_status().await.unwrap();
+    assert!(
+        status.iter().all(|r| r.state == State::Applied),
+        "{status:?}"
+    );
+
+    let last = embedded(backend).last().unwrap().version;
+    assert_eq!(store.migrate_revert().await.unwrap(), last);
+    assert_eq!(
+        store.pending_migrations().await.unwrap(),
+        1,
+        "only the last one was reverted"
+    );
+    if total == 1 {
+        assert!(
+            !tenants_table_exists(&store).await,
+            "the down migration ran"
+        );
+        assert!(matches!(
+            store.migrate_revert().await,
+            Err(MigrateError::NothingToRevert)
+        ));
+    }
+    store.migrate_run().await.unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    store.close().await;
+}
+
+async fn a_newer_release_schema_is_accepted_but_not_reverted(backend: Backend) {
+    let Some(db) = TestDb::migrated(backend).await else {
+        return;
+    };
+    let store = store_for(&db).await;
+    // What a newer release's migration leaves behind.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999999, 'from the future', TRUE, $1, 1)",
+    )
+    .bind(vec![0u8; 48])
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    let status = store.migration_status().await.unwrap();
+    assert_eq!(status.last().unwrap().state, State::Unknown);
+    store
+        .migrate_run()
+        .await
+        .expect("an older binary still migrates (nothing to do)");
+    assert!(matches!(
+        store.migrate_revert().await,
+        Err(MigrateError::RevertUnknown(99999999))
+    ));
+    store.close().await;
+}
+
+backend_tests!(connections_get_the_durability_and_timeout_settings);
+
+async fn connections_get_the_durability_and_timeout_settings(backend: Backend) {
+    let Some(db) = TestDb::migrated(backend).await else {
+        return;
+    };
+    let store = store_for(&db).await;
+    let mut conn = store.pool().acquire().await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 2, "synchronous = FULL");
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(fk, 1);
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(busy, 5000);
+        }
+        Backend::Postgres => {
+            let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(timeout, "30s");
+        }
+    }
+}

@@ -25,10 +25,7 @@ fn main() {
     let build_date = env::var("SOURCE_DATE_EPOCH").unwrap_or_default();
 
     println!("cargo:rustc-env=BILLING_GIT_COMMIT={}", commit.trim());
-    println!(
-        "cargo:rustc-env=BILLING_RUSTC_VERSION={}",
-        rustc_version.trim()
-    );
+    println!("cargo:rustc-env=BILLING_RUSTC_VERSION={}", rustc_version.trim());
     println!(
         "cargo:rustc-env=BILLING_TARGET={}",
         env::var("TARGET").unwrap_or_default()
@@ -37,10 +34,7 @@ fn main() {
         "cargo:rustc-env=BILLING_PROFILE={}",
         env::var("PROFILE").unwrap_or_default()
     );
-    println!(
-        "cargo:rustc-env=BILLING_SOURCE_DATE_EPOCH={}",
-        build_date.trim()
-    );
+    println!("cargo:rustc-env=BILLING_SOURCE_DATE_EPOCH={}", build_date.trim());
 
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut code = String::new();
@@ -60,9 +54,7 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
 /// Emits `pub const <BACKEND>: &[EmbeddedMigration]` from `migrations/<backend>/<version>_<name>.{up,down}.sql`.
 /// The build fails if a migration lacks its down file: every migration must be reversible.
 fn embed_migrations(backend: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|entry| entry.expect("dir entry").path())
@@ -70,14 +62,8 @@ fn embed_migrations(backend: &str) -> String {
         .collect();
     files.sort();
 
-    let mut out = format!(
-        "pub const {}: &[EmbeddedMigration] = &[\n",
-        backend.to_uppercase()
-    );
-    for up in files
-        .iter()
-        .filter(|p| p.to_string_lossy().ends_with(".up.sql"))
-    {
+    let mut out = format!("pub const {}: &[EmbeddedMigration] = &[\n", backend.to_uppercase());
+    for up in files.iter().filter(|p| p.to_string_lossy().ends_with(".up.sql")) {
         let name = up
             .file_name()
             .unwrap()
@@ -87,15 +73,9 @@ fn embed_migrations(backend: &str) -> String {
         let (version, description) = name
             .split_once('_')
             .unwrap_or_else(|| panic!("migration {name} must be named <version>_<description>"));
-        let version: i64 = version
-            .parse()
-            .unwrap_or_else(|_| panic!("bad version in {name}"));
+        let version: i64 = version.parse().unwrap_or_else(|_| panic!("bad version in {name}"));
         let down = up.with_file_name(format!("{name}.down.sql"));
-        assert!(
-            down.exists(),
-            "migration {name} has no down file: {}",
-            down.display()
-        );
+        assert!(down.exists(), "migration {name} has no down file: {}", down.display());
         writeln!(
             out,
             "    EmbeddedMigration {{ version: {version}, description: {:?}, up: include_str!({:?}), down: include_str!({:?}) }},",

@@ -3,7 +3,12 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
+
+use crate::api::write::Registry;
+use crate::auth::Authenticator;
 
 use crate::build_info;
 use crate::config::Config;
@@ -17,11 +22,10 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("migrations failed: {0}")]
     Migrate(#[from] crate::store::migrate::MigrateError),
+    #[error("authentication setup failed: {0}")]
+    Auth(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Options that are not configuration: how the process was started.
@@ -53,7 +57,14 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let jwt = match crate::auth::jwt::Settings::from_config(&config.auth) {
+            Ok(Some(settings)) => Some(crate::auth::jwt::Verifier::new(settings).map_err(StartError::Auth)?),
+            Ok(None) => None,
+            Err(problems) => return Err(StartError::Auth(format!("{problems:?}"))),
+        };
         let state = AppState {
+            auth: Arc::new(Authenticator::new(store.clone(), jwt)),
+            idempotency: Arc::new(Registry::new(config.idempotency.retention)),
             store,
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,
@@ -68,9 +79,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| self.config.listen_addr())
+        self.listener.local_addr().unwrap_or_else(|_| self.config.listen_addr())
     }
 
     pub fn shutdown(&self) -> Shutdown {
@@ -122,10 +131,15 @@ impl Application {
             }
         };
         tokio::spawn(trigger);
+        tokio::spawn(crate::api::write::purge_expired(
+            state.clone(),
+            config.idempotency.retention,
+            config.idempotency.purge_interval,
+            stop.clone(),
+        ));
 
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server =
-            axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let server = axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
         let mut server = std::pin::pin!(server.into_future());
         let drained = tokio::select! {
             result = &mut server => { result?; true }

@@ -38,9 +38,8 @@ pub const BUILD_INFO: BuildInfo = BuildInfo {
 
 /// The multi-line text printed by `--version`.
 pub fn long_version() -> String {
-    let mut s = format!(
-        "{VERSION}\ncommit:  {GIT_COMMIT}\ntarget:  {TARGET}\nprofile: {PROFILE}\nrustc:   {RUSTC_VERSION}"
-    );
+    let mut s =
+        format!("{VERSION}\ncommit:  {GIT_COMMIT}\ntarget:  {TARGET}\nprofile: {PROFILE}\nrustc:   {RUSTC_VERSION}");
     if !SOURCE_DATE_EPOCH.is_empty() {
         s.push_str(&format!("\nsource date epoch: {SOURCE_DATE_EPOCH}"));
     }

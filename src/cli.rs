@@ -33,6 +33,18 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Create, list or revoke API keys.
+    Apikey {
+        #[command(subcommand)]
+        action: ApikeyAction,
+    },
+    /// Configure a tenant.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Print the OpenAPI 3.1 document of the API.
+    Openapi,
     /// Exit 0 if the running service reports ready (for container health checks).
     Healthcheck {
         /// Give up after this many seconds.
@@ -65,4 +77,38 @@ pub enum ConfigAction {
     Show,
     /// Print the configuration reference as a Markdown table.
     Reference,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyAction {
+    /// Create a key and print it (once: only its hash is stored).
+    Create {
+        /// The tenant the key acts for (created if new).
+        #[arg(long)]
+        tenant: String,
+        /// A scope such as invoices:write, or * for all; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Set a tenant's settings.
+    Configure {
+        #[arg(long)]
+        tenant: String,
+        /// Invoice numbers are this prefix and a six-digit sequence, e.g. INV-000123.
+        #[arg(long)]
+        invoice_prefix: String,
+    },
 }

@@ -9,14 +9,11 @@ use billing_api::cli::{Cli, Command, ConfigAction, MigrateAction};
 use billing_api::config::{self, Config, EX_CONFIG, Loaded, Sources};
 use billing_api::store::Store;
 use billing_api::store::migrate::State;
-use billing_api::{build_info, healthcheck, shutdown, telemetry};
+use billing_api::{admin, build_info, healthcheck, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -62,10 +59,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Config {
             action: ConfigAction::Check,
         } => {
-            println!(
-                "configuration is valid ({} backend)",
-                config.backend().name()
-            );
+            println!("configuration is valid ({} backend)", config.backend().name());
             ExitCode::SUCCESS
         }
         Command::Config {
@@ -88,8 +82,11 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Migrate { action } => migrate(&config, action).await,
+        Command::Apikey { action } => with_store(&config, async |store| admin::apikey(store, action).await).await,
+        Command::Tenant { action } => with_store(&config, async |store| admin::tenant(store, action).await).await,
         Command::Serve => serve(config).await,
         Command::Version { .. }
+        | Command::Openapi
         | Command::Config {
             action: ConfigAction::Reference,
         } => ExitCode::SUCCESS,
@@ -120,8 +117,7 @@ async fn serve(config: Config) -> ExitCode {
 }
 
 fn test_routes_requested() -> bool {
-    cfg!(debug_assertions)
-        && std::env::var(billing_api::http::TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
+    cfg!(debug_assertions) && std::env::var(billing_api::http::TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
@@ -137,10 +133,7 @@ async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
             0 => println!("database is up to date"),
             n => println!("applied {n} migration(s)"),
         }),
-        MigrateAction::Revert => store
-            .migrate_revert()
-            .await
-            .map(|v| println!("reverted migration {v}")),
+        MigrateAction::Revert => store.migrate_revert().await.map(|v| println!("reverted migration {v}")),
         MigrateAction::Status => store.migration_status().await.map(|rows| {
             println!("{:<8} {:<10} DESCRIPTION", "VERSION", "STATE");
             for row in rows {
@@ -159,6 +152,32 @@ async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an operator command against the database, migrating it first when `serve` would.
+async fn with_store(config: &Config, f: impl AsyncFnOnce(&Store) -> Result<(), String>) -> ExitCode {
+    let store = match Store::connect_lazy(&config.database) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.database.migrate_on_start
+        && let Err(e) = store.migrate_run().await
+    {
+        eprintln!("error: migrations failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = f(&store).await;
+    store.close().await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -50,20 +50,14 @@ pub async fn watch_signals(shutdown: Shutdown) {
     tracing::info!(signal, "shutdown signal received");
     shutdown.request();
     let signal = next_signal().await;
-    tracing::warn!(
-        signal,
-        "second shutdown signal: exiting now without draining"
-    );
+    tracing::warn!(signal, "second shutdown signal: exiting now without draining");
     std::process::exit(130);
 }
 
 #[cfg(unix)]
 async fn next_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

@@ -91,10 +91,7 @@ impl Sources {
     }
 
     pub fn env_var(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -183,11 +180,7 @@ impl Layers {
             if is_control_variable(name) {
                 continue;
             }
-            let key = rest
-                .split("__")
-                .collect::<Vec<_>>()
-                .join(".")
-                .to_ascii_lowercase();
+            let key = rest.split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase();
             let entry = Entry {
                 raw: Raw::Text(value.clone()),
                 origin: Origin::Env(name.clone()),
@@ -203,9 +196,7 @@ impl Layers {
     }
 
     pub fn origin_of(&self, key: &str) -> Origin {
-        self.entries
-            .get(key)
-            .map_or(Origin::Default, |e| e.origin.clone())
+        self.entries.get(key).map_or(Origin::Default, |e| e.origin.clone())
     }
 
     pub fn problem(&mut self, key: &str, origin: Option<Origin>, message: impl Into<String>) {

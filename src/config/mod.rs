@@ -28,6 +28,8 @@ pub const EX_CONFIG: u8 = 78;
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub idempotency: IdempotencyConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -64,6 +66,34 @@ pub struct DatabaseConfig {
     #[serde(serialize_with = "as_humantime")]
     pub health_timeout: Duration,
     pub migrate_on_start: bool,
+}
+
+/// JWT verification; off unless a key source (public key, HMAC secret or JWKS URL) is set.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthConfig {
+    pub jwt_algorithms: Vec<String>,
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    #[serde(serialize_with = "redacted_opt")]
+    pub jwt_hmac_secret: Option<SecretString>,
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    #[serde(serialize_with = "as_humantime")]
+    pub jwt_leeway: Duration,
+    pub jwt_tenant_claim: String,
+    pub jwt_scope_claim: String,
+    #[serde(serialize_with = "as_humantime")]
+    pub jwks_refresh_interval: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub jwks_max_age: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdempotencyConfig {
+    #[serde(serialize_with = "as_humantime")]
+    pub retention: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub purge_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +150,23 @@ impl Default for Config {
                 health_timeout: Duration::from_secs(1),
                 migrate_on_start: true,
             },
+            auth: AuthConfig {
+                jwt_algorithms: Vec::new(),
+                jwt_public_key_file: None,
+                jwt_hmac_secret: None,
+                jwt_jwks_url: None,
+                jwt_issuer: None,
+                jwt_audience: None,
+                jwt_leeway: Duration::from_secs(30),
+                jwt_tenant_claim: "tenant_id".into(),
+                jwt_scope_claim: "scope".into(),
+                jwks_refresh_interval: Duration::from_secs(30),
+                jwks_max_age: Duration::from_secs(600),
+            },
+            idempotency: IdempotencyConfig {
+                retention: Duration::from_secs(24 * 3600),
+                purge_interval: Duration::from_secs(600),
+            },
             log: LogConfig {
                 level: "info".into(),
                 format: LogFormat::Json,
@@ -154,14 +201,11 @@ impl Config {
             body_limit: layers.get("server.body_limit", d.server.body_limit),
             concurrency_limit: layers.get("server.concurrency_limit", d.server.concurrency_limit),
             compression: layers.get("server.compression", d.server.compression),
-            cors_allowed_origins: layers
-                .get("server.cors_allowed_origins", d.server.cors_allowed_origins),
+            cors_allowed_origins: layers.get("server.cors_allowed_origins", d.server.cors_allowed_origins),
             sensitive_headers: layers.get("server.sensitive_headers", d.server.sensitive_headers),
         };
         let credentials_dir = sources.env_var("CREDENTIALS_DIRECTORY");
-        let url = layers
-            .secret("database.url", credentials_dir)
-            .unwrap_or(d.database.url);
+        let url = layers.secret("database.url", credentials_dir).unwrap_or(d.database.url);
         let backend = Backend::from_url(url.expose_secret());
         let database = DatabaseConfig {
             max_connections: layers.get("database.max_connections", d.database.max_connections),
@@ -169,8 +213,7 @@ impl Config {
             acquire_timeout: layers.get("database.acquire_timeout", d.database.acquire_timeout),
             idle_timeout: layers.get("database.idle_timeout", d.database.idle_timeout),
             max_lifetime: layers.get("database.max_lifetime", d.database.max_lifetime),
-            statement_timeout: layers
-                .get("database.statement_timeout", d.database.statement_timeout),
+            statement_timeout: layers.get("database.statement_timeout", d.database.statement_timeout),
             busy_timeout: layers.get("database.busy_timeout", d.database.busy_timeout),
             health_timeout: layers.get("database.health_timeout", d.database.health_timeout),
             // Replicas of a PostgreSQL deployment migrate in a release step, not at start-up.
@@ -178,6 +221,23 @@ impl Config {
                 .get_opt("database.migrate_on_start")
                 .unwrap_or(backend != Some(Backend::Postgres)),
             url,
+        };
+        let auth = AuthConfig {
+            jwt_algorithms: layers.get("auth.jwt_algorithms", d.auth.jwt_algorithms),
+            jwt_public_key_file: layers.get_opt("auth.jwt_public_key_file"),
+            jwt_hmac_secret: layers.secret("auth.jwt_hmac_secret", credentials_dir),
+            jwt_jwks_url: layers.get_opt("auth.jwt_jwks_url"),
+            jwt_issuer: layers.get_opt("auth.jwt_issuer"),
+            jwt_audience: layers.get_opt("auth.jwt_audience"),
+            jwt_leeway: layers.get("auth.jwt_leeway", d.auth.jwt_leeway),
+            jwt_tenant_claim: layers.get("auth.jwt_tenant_claim", d.auth.jwt_tenant_claim),
+            jwt_scope_claim: layers.get("auth.jwt_scope_claim", d.auth.jwt_scope_claim),
+            jwks_refresh_interval: layers.get("auth.jwks_refresh_interval", d.auth.jwks_refresh_interval),
+            jwks_max_age: layers.get("auth.jwks_max_age", d.auth.jwks_max_age),
+        };
+        let idempotency = IdempotencyConfig {
+            retention: layers.get("idempotency.retention", d.idempotency.retention),
+            purge_interval: layers.get("idempotency.purge_interval", d.idempotency.purge_interval),
         };
         let log = LogConfig {
             level: layers.get("log.level", d.log.level),
@@ -204,6 +264,8 @@ impl Config {
         let config = Config {
             server,
             database,
+            auth,
+            idempotency,
             log,
             shutdown,
         };
@@ -300,12 +362,23 @@ impl Config {
                 "an in-memory SQLite database exists once per connection: set it to 1".into(),
             );
         }
+        check(
+            !self.idempotency.retention.is_zero(),
+            "idempotency.retention",
+            "must be greater than zero".into(),
+        );
+        check(
+            !self.idempotency.purge_interval.is_zero(),
+            "idempotency.purge_interval",
+            "must be greater than zero".into(),
+        );
+        if let Err(problems) = crate::auth::jwt::Settings::from_config(&self.auth) {
+            for (key, message) in problems {
+                check(false, key, message);
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
-            check(
-                false,
-                "log.level",
-                format!("invalid filter {:?}: {e}", self.log.level),
-            );
+            check(false, "log.level", format!("invalid filter {:?}: {e}", self.log.level));
         }
     }
 
@@ -331,9 +404,7 @@ impl Config {
 }
 
 fn is_origin(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
     rest.is_some_and(|host| !host.is_empty() && !host.contains('/'))
 }
 
@@ -372,4 +443,11 @@ fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 fn redacted<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[redacted]")
+}
+
+fn redacted_opt<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_none(),
+    }
 }

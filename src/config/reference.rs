@@ -49,24 +49,15 @@ pub const KEYS: &[KeyDoc] = &[
         "server.cors_allowed_origins",
         "Origins allowed by CORS, e.g. `https://app.example.com`, or `*`. Empty turns CORS off.",
     ),
-    key(
-        "server.sensitive_headers",
-        "Headers whose values are redacted in logs.",
-    ),
+    key("server.sensitive_headers", "Headers whose values are redacted in logs."),
     KeyDoc {
         key: "database.url",
         secret: true,
         default_text: None,
         description: "`sqlite://PATH` (created with its folder if absent) or `postgres://USER:PASSWORD@HOST/DB`.",
     },
-    key(
-        "database.max_connections",
-        "Most connections the pool opens.",
-    ),
-    key(
-        "database.min_connections",
-        "Connections the pool keeps open when idle.",
-    ),
+    key("database.max_connections", "Most connections the pool opens."),
+    key("database.min_connections", "Connections the pool keeps open when idle."),
     key(
         "database.acquire_timeout",
         "Longest wait for a pooled connection; then the request gets 503 `database_unavailable`.",
@@ -75,10 +66,7 @@ pub const KEYS: &[KeyDoc] = &[
         "database.idle_timeout",
         "Idle connections above `min_connections` are closed after this.",
     ),
-    key(
-        "database.max_lifetime",
-        "Connections are replaced after this age.",
-    ),
+    key("database.max_lifetime", "Connections are replaced after this age."),
     key(
         "database.statement_timeout",
         "PostgreSQL `statement_timeout` for every connection (`0s` turns it off; SQLite ignores it).",
@@ -97,6 +85,51 @@ pub const KEYS: &[KeyDoc] = &[
         default_text: Some("`true` for SQLite, `false` for PostgreSQL"),
         description: "Apply pending migrations when `serve` starts. Keep it off with several PostgreSQL replicas and run `billing-api migrate run` as a release step.",
     },
+    key(
+        "auth.jwt_algorithms",
+        "Accepted JWT algorithms, e.g. `RS256` or `ES256,EdDSA` (one family). Fixed here, never taken from the token.",
+    ),
+    key(
+        "auth.jwt_public_key_file",
+        "PEM public key that verifies JWTs (RSA, EC or Ed25519, matching the algorithms).",
+    ),
+    KeyDoc {
+        key: "auth.jwt_hmac_secret",
+        secret: true,
+        default_text: None,
+        description: "Shared secret (at least 32 bytes) for `HS256`/`HS384`/`HS512` JWTs. Cannot be combined with public keys.",
+    },
+    key(
+        "auth.jwt_jwks_url",
+        "JWKS URL of the identity provider; the token's `kid` picks the key.",
+    ),
+    key(
+        "auth.jwt_issuer",
+        "Required `iss` of JWTs (must be set when JWTs are enabled).",
+    ),
+    key(
+        "auth.jwt_audience",
+        "Required `aud` of JWTs (must be set when JWTs are enabled).",
+    ),
+    key("auth.jwt_leeway", "Clock skew allowed when checking `exp` and `nbf`."),
+    key("auth.jwt_tenant_claim", "Claim that names the tenant."),
+    key(
+        "auth.jwt_scope_claim",
+        "Claim with the scopes: a space-separated string or an array.",
+    ),
+    key(
+        "auth.jwks_refresh_interval",
+        "Least time between two JWKS fetches (a token with an unknown `kid` triggers one).",
+    ),
+    key("auth.jwks_max_age", "A JWKS older than this is fetched again."),
+    key(
+        "idempotency.retention",
+        "How long an `Idempotency-Key` and its stored response are kept.",
+    ),
+    key(
+        "idempotency.purge_interval",
+        "How often expired idempotency keys are deleted.",
+    ),
     key(
         "log.level",
         "Log filter: a level (`info`) or directives (`info,billing_api=debug`). `RUST_LOG` wins when set.",
@@ -117,10 +150,7 @@ pub const KEYS: &[KeyDoc] = &[
 
 /// The environment variable for a key: `server.port` is `BILLING_SERVER__PORT`.
 pub fn env_name(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 /// The Markdown table embedded in the README.
@@ -145,10 +175,9 @@ pub fn reference_markdown() -> String {
                 }
                 other => format!("`{other}`"),
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|| "(unset)".to_owned())
     };
-    let mut out =
-        String::from("| Key | Environment variable | Default | Meaning |\n|---|---|---|---|\n");
+    let mut out = String::from("| Key | Environment variable | Default | Meaning |\n|---|---|---|---|\n");
     for doc in KEYS {
         let mut env = format!("`{}`", env_name(doc.key));
         if doc.secret {
@@ -157,6 +186,7 @@ pub fn reference_markdown() -> String {
         let default = match (doc.default_text, doc.key) {
             (Some(text), _) => text.to_owned(),
             (None, "database.url") => format!("`{}`", super::DEFAULT_DATABASE_URL),
+            (None, _) if doc.secret => "(unset)".to_owned(),
             (None, key) => default_of(key),
         };
         out.push_str(&format!(

@@ -69,15 +69,12 @@ impl FromRaw for String {
 impl FromRaw for PathBuf {
     const EXPECTED: &'static str = "a file path";
     fn from_raw(raw: &Raw) -> Option<Self> {
-        String::from_raw(raw)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
+        String::from_raw(raw).filter(|s| !s.is_empty()).map(PathBuf::from)
     }
 }
 
 impl FromRaw for Duration {
-    const EXPECTED: &'static str =
-        "a duration such as \"500ms\", \"30s\" or \"5m\" (a bare number is seconds)";
+    const EXPECTED: &'static str = "a duration such as \"500ms\", \"30s\" or \"5m\" (a bare number is seconds)";
     fn from_raw(raw: &Raw) -> Option<Self> {
         match raw {
             Raw::Toml(toml::Value::Integer(i)) => u64::try_from(*i).ok().map(Duration::from_secs),
@@ -105,10 +102,7 @@ impl FromRaw for Vec<String> {
     const EXPECTED: &'static str = "a list of strings (comma-separated in the environment)";
     fn from_raw(raw: &Raw) -> Option<Self> {
         match raw {
-            Raw::Toml(toml::Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect(),
+            Raw::Toml(toml::Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect(),
             Raw::Text(s) => Some(
                 s.split(',')
                     .map(str::trim)
@@ -149,10 +143,7 @@ impl Layers {
         let file = self.take(&file_key);
         match (direct, file) {
             (Some(d), Some(f)) => {
-                let message = format!(
-                    "set either {key} ({}) or {file_key} ({}), not both",
-                    d.origin, f.origin
-                );
+                let message = format!("set either {key} ({}) or {file_key} ({}), not both", d.origin, f.origin);
                 self.problem(key, None, message);
                 None
             }
@@ -166,11 +157,7 @@ impl Layers {
             },
             (None, Some(file)) => {
                 let Some(path) = PathBuf::from_raw(&file.raw) else {
-                    self.problem(
-                        &file_key,
-                        Some(file.origin),
-                        "invalid value: expected a file path",
-                    );
+                    self.problem(&file_key, Some(file.origin), "invalid value: expected a file path");
                     return None;
                 };
                 let path = match credentials_dir {
@@ -178,9 +165,7 @@ impl Layers {
                     _ => path,
                 };
                 match std::fs::read_to_string(&path) {
-                    Ok(text) => Some(SecretString::from(
-                        text.trim_end_matches(['\n', '\r']).to_owned(),
-                    )),
+                    Ok(text) => Some(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned())),
                     Err(e) => {
                         let message = format!("cannot read secret file {}: {e}", path.display());
                         self.problem(&file_key, Some(file.origin), message);

@@ -63,9 +63,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             },
             Ok(Ok(n)) => Check {
                 pending: Some(n),
-                ..Check::fail(format!(
-                    "{n} migration(s) pending: run `billing-api migrate run`"
-                ))
+                ..Check::fail(format!("{n} migration(s) pending: run `billing-api migrate run`"))
             },
             Ok(Err(e)) => Check::fail(e.to_string()),
             Err(_) => Check::fail("migration status not read in time"),
@@ -79,9 +77,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         Check::pass()
     };
 
-    let ok = [&database, &migrations, &shutdown]
-        .iter()
-        .all(|c| c.status == "pass");
+    let ok = [&database, &migrations, &shutdown].iter().all(|c| c.status == "pass");
     let status = if ok {
         StatusCode::OK
     } else {

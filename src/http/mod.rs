@@ -6,6 +6,7 @@ pub mod problem;
 #[cfg(debug_assertions)]
 mod test_routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,6 +21,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub store: Store,
     pub shutdown: Shutdown,
     pub health_timeout: Duration,
+    pub auth: Arc<Authenticator>,
+    pub idempotency: Arc<crate::api::write::Registry>,
 }
 
 /// Probes are exempt from load shedding and logged at debug level.
@@ -46,9 +50,17 @@ pub fn is_probe_path(path: &str) -> bool {
 }
 
 pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Router {
+    let (api, openapi) = crate::api::routes();
+    // Rendered once: the document does not change while the process runs.
+    let openapi = bytes::Bytes::from(openapi.to_pretty_json().unwrap_or_default());
     let mut routes = Router::new()
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready));
+        .route("/health/ready", get(health::ready))
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi.clone()) }),
+        )
+        .merge(api);
     #[cfg(debug_assertions)]
     if test_routes {
         routes = routes.merge(test_routes::routes());
@@ -82,11 +94,9 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
-    app.layer(CatchPanicLayer::custom(|_| {
-        Problem::internal().into_response()
-    }))
-    .layer(RequestLayer)
-    .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
+    app.layer(CatchPanicLayer::custom(|_| Problem::internal().into_response()))
+        .layer(RequestLayer)
+        .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

@@ -12,15 +12,27 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 /// Where the `type` URIs point: the error catalogue in the repository.
 const TYPE_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/errors.md#");
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub code: &'static str,
-    pub message: String,
+pub use crate::domain::FieldError;
+
+/// A problem, boxed so that `Result<_, Problem>` stays small on the happy path.
+#[derive(Debug, Clone)]
+pub struct Problem(Box<Details>);
+
+impl std::ops::Deref for Problem {
+    type Target = Details;
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
+    }
 }
 
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Details {
     pub status: StatusCode,
     /// Stable, machine-readable; documented in docs/errors.md.
     pub code: &'static str,
@@ -28,17 +40,12 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after_secs: Option<u64>,
-    pub www_authenticate: Option<&'static str>,
+    pub www_authenticate: Option<String>,
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Problem {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Problem(Box::new(Details {
             status,
             code,
             title,
@@ -46,7 +53,7 @@ impl Problem {
             errors: Vec::new(),
             retry_after_secs: None,
             www_authenticate: None,
-        }
+        }))
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -64,20 +71,12 @@ impl Problem {
     }
 
     pub fn malformed_json(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            "Malformed JSON",
-            detail,
-        )
+        Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON", detail)
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let n = errors.len();
-        let detail = format!(
-            "{n} field{} failed validation",
-            if n == 1 { "" } else { "s" }
-        );
+        let detail = format!("{n} field{} failed validation", if n == 1 { "" } else { "s" });
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
@@ -140,11 +139,7 @@ impl Problem {
                 "Unsupported Media Type",
                 "send the body as application/json",
             ),
-            StatusCode::BAD_REQUEST => (
-                "bad_request",
-                "Bad Request",
-                "the request could not be understood",
-            ),
+            StatusCode::BAD_REQUEST => ("bad_request", "Bad Request", "the request could not be understood"),
             StatusCode::SERVICE_UNAVAILABLE => return Problem::overloaded(),
             s if s.is_server_error() => return Problem::internal(),
             _ => ("http_error", "HTTP Error", "the request failed"),
@@ -186,11 +181,12 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after_secs {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(challenge) = self.www_authenticate {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        if let Some(challenge) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         response.extensions_mut().insert(self);
         response
@@ -202,9 +198,9 @@ impl IntoResponse for Problem {
 impl From<sqlx::Error> for Problem {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Problem::database_unavailable(
-                "no database connection became free in time; retry shortly",
-            ),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                Problem::database_unavailable("no database connection became free in time; retry shortly")
+            }
             other => {
                 tracing::error!(error = %crate::store::describe_error(&other), "database error");
                 Problem::internal()

@@ -91,9 +91,7 @@ pub enum MigrateError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("nothing to revert: no migration is applied")]
     NothingToRevert,
-    #[error(
-        "the last applied migration ({0}) was added by a newer release; revert it with that release's binary"
-    )]
+    #[error("the last applied migration ({0}) was added by a newer release; revert it with that release's binary")]
     RevertUnknown(i64),
 }
 
@@ -102,10 +100,7 @@ impl Store {
     pub async fn migrate_run(&self) -> Result<usize, MigrateError> {
         let before = self.pending_migrations().await?;
         let mut conn = self.pool().acquire().await?;
-        if let Err(e) = migrator(self.backend())
-            .run_direct(None, &mut *conn, false)
-            .await
-        {
+        if let Err(e) = migrator(self.backend()).run_direct(None, &mut *conn, false).await {
             // The connection may still hold the migration lock: do not return it to the pool.
             let _ = conn.close().await;
             return Err(e.into());
@@ -154,11 +149,7 @@ impl Store {
             rows.entry(version).or_insert(MigrationRow {
                 version,
                 description,
-                state: if success {
-                    State::Unknown
-                } else {
-                    State::Failed
-                },
+                state: if success { State::Unknown } else { State::Failed },
             });
         }
         Ok(rows.into_values().collect())
@@ -175,9 +166,7 @@ impl Store {
 
     async fn recorded_migrations(&self) -> Result<BTreeMap<i64, (String, bool)>, sqlx::Error> {
         let exists_sql = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
-            }
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
             Backend::Postgres => {
                 "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()"
             }
@@ -187,11 +176,10 @@ impl Store {
         if exists == 0 {
             return Ok(BTreeMap::new());
         }
-        let rows = sqlx::query(
-            "SELECT version, description, CASE WHEN success THEN 1 ELSE 0 END AS ok FROM _sqlx_migrations",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows =
+            sqlx::query("SELECT version, description, CASE WHEN success THEN 1 ELSE 0 END AS ok FROM _sqlx_migrations")
+                .fetch_all(&mut *conn)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok((

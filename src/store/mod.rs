@@ -2,7 +2,16 @@
 //!
 //! Queries are written once in portable SQL and run through sqlx's `Any` driver; the few places
 //! where the backends' semantics differ (transaction start, row locks) ask [`Backend`].
+pub mod audit;
+pub mod customers;
+pub mod idempotency;
+pub mod invoices;
+pub mod ledger;
 pub mod migrate;
+pub mod page;
+pub mod payments;
+mod rows;
+pub mod tenants;
 
 use std::path::Path;
 use std::sync::Once;
@@ -57,10 +66,7 @@ pub fn sqlite_is_in_memory(url: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the SQLite database folder {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("invalid database URL: {0}")]
     Url(#[source] sqlx::Error),
 }
@@ -80,9 +86,8 @@ impl Store {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let raw_url = config.url.expose_secret();
-        let backend = Backend::from_url(raw_url).ok_or_else(|| {
-            StoreError::Url(sqlx::Error::Configuration("unsupported URL scheme".into()))
-        })?;
+        let backend = Backend::from_url(raw_url)
+            .ok_or_else(|| StoreError::Url(sqlx::Error::Configuration("unsupported URL scheme".into())))?;
         let url = match backend {
             Backend::Sqlite => prepare_sqlite_url(raw_url)?,
             Backend::Postgres => raw_url.to_owned(),
@@ -124,10 +129,7 @@ impl Store {
         match tokio::time::timeout(timeout, query).await {
             Ok(Ok(_)) => Ok(started.elapsed()),
             Ok(Err(e)) => Err(describe_error(&e)),
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )),
+            Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
         }
     }
 
@@ -144,10 +146,7 @@ fn session_setup_sql(backend: Backend, config: &DatabaseConfig) -> String {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
             config.busy_timeout.as_millis()
         ),
-        Backend::Postgres => format!(
-            "SET statement_timeout = {}",
-            config.statement_timeout.as_millis()
-        ),
+        Backend::Postgres => format!("SET statement_timeout = {}", config.statement_timeout.as_millis()),
     }
 }
 
@@ -156,14 +155,9 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     if sqlite_is_in_memory(url) {
         return Ok(url.to_owned());
     }
-    let rest = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
             path: parent.display().to_string(),
             source,
@@ -200,31 +194,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/nested/db.sqlite", dir.path().display());
         let prepared = prepare_sqlite_url(&url).unwrap();
-        assert!(
-            prepared.ends_with("/nested/db.sqlite?mode=rwc"),
-            "{prepared}"
-        );
+        assert!(prepared.ends_with("/nested/db.sqlite?mode=rwc"), "{prepared}");
         assert!(dir.path().join("nested").is_dir());
 
         let ro = format!("sqlite://{}/db.sqlite?mode=ro", dir.path().display());
         assert!(prepare_sqlite_url(&ro).unwrap().ends_with("?mode=ro"));
-        assert_eq!(
-            prepare_sqlite_url("sqlite::memory:").unwrap(),
-            "sqlite::memory:"
-        );
+        assert_eq!(prepare_sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:");
     }
 
     #[test]
     fn backend_comes_from_the_scheme() {
         assert_eq!(Backend::from_url("sqlite://x.db"), Some(Backend::Sqlite));
-        assert_eq!(
-            Backend::from_url("postgres://u@h/db"),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://u@h/db"),
-            Some(Backend::Postgres)
-        );
+        assert_eq!(Backend::from_url("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(Backend::from_url("postgresql://u@h/db"), Some(Backend::Postgres));
         assert_eq!(Backend::from_url("mysql://u@h/db"), None);
     }
 }

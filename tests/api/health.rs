@@ -31,10 +31,7 @@ async fn ready_when_database_answers_and_schema_is_current(backend: Backend) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "pass", "{body}");
     assert_eq!(body["checks"]["database"]["status"], "pass");
-    assert!(
-        body["checks"]["database"]["latency_ms"].as_f64().is_some(),
-        "{body}"
-    );
+    assert!(body["checks"]["database"]["latency_ms"].as_f64().is_some(), "{body}");
     assert_eq!(body["checks"]["migrations"]["pending"], 0);
     assert_eq!(body["checks"]["shutdown"]["status"], "pass");
 }
@@ -54,10 +51,7 @@ async fn not_ready_while_migrations_are_pending(backend: Backend) {
     );
     assert_eq!(body["checks"]["migrations"]["status"], "fail");
     let pending = body["checks"]["migrations"]["pending"].as_u64().unwrap();
-    assert_eq!(
-        pending as usize,
-        billing_api::store::migrate::embedded(backend).len()
-    );
+    assert_eq!(pending as usize, billing_api::store::migrate::embedded(backend).len());
 
     // Liveness does not depend on the database schema.
     assert_eq!(app.get("/health/live").await.status(), 200);

@@ -17,12 +17,7 @@ async fn framework_rejections_are_problems(backend: Backend) {
 
     assert_problem(app.get("/no/such/route").await, 404, "not_found").await;
 
-    let response = app
-        .client
-        .delete(app.url("/health/live"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.delete(app.url("/health/live")).send().await.unwrap();
     assert!(
         response.headers().get("allow").is_some(),
         "405 names the allowed methods"
@@ -45,12 +40,7 @@ async fn framework_rejections_are_problems(backend: Backend) {
             .header("content-type", "application/json")
             .body(body)
     };
-    assert_problem(
-        json(r#"{"name": "#).send().await.unwrap(),
-        400,
-        "malformed_json",
-    )
-    .await;
+    assert_problem(json(r#"{"name": "#).send().await.unwrap(), 400, "malformed_json").await;
 
     let body = assert_problem(
         json(r#"{"name":"a","amount":"ten"}"#).send().await.unwrap(),
@@ -61,19 +51,13 @@ async fn framework_rejections_are_problems(backend: Backend) {
     assert_eq!(body["errors"][0]["field"], "amount", "{body}");
 
     let body = assert_problem(
-        json(r#"{"name":"a","amount":1,"typo":1}"#)
-            .send()
-            .await
-            .unwrap(),
+        json(r#"{"name":"a","amount":1,"typo":1}"#).send().await.unwrap(),
         422,
         "validation_failed",
     )
     .await;
     assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("typo"),
+        body["errors"][0]["message"].as_str().unwrap().contains("typo"),
         "{body}"
     );
 
@@ -102,12 +86,7 @@ async fn timeouts_and_overload_are_problems(backend: Backend) {
         return;
     };
 
-    assert_problem(
-        app.get("/__test/slow?ms=2000").await,
-        408,
-        "request_timeout",
-    )
-    .await;
+    assert_problem(app.get("/__test/slow?ms=2000").await, 408, "request_timeout").await;
 
     // One slow request takes the only slot; the next is shed at once with Retry-After.
     let slow = tokio::spawn(app.client.get(app.url("/__test/slow?ms=250")).send());
@@ -142,11 +121,7 @@ async fn pool_exhaustion_is_a_fast_503(backend: Backend) {
     assert_eq!(response.headers().get("retry-after").unwrap(), "1");
     assert_problem(response, 503, "database_unavailable").await;
     assert_eq!(holder.await.unwrap().unwrap().status(), 200);
-    assert_eq!(
-        app.get("/__test/db").await.status(),
-        200,
-        "the pool recovers"
-    );
+    assert_eq!(app.get("/__test/db").await.status(), 200, "the pool recovers");
 }
 
 #[tokio::test]

@@ -25,10 +25,7 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
         .await
         .unwrap();
     let body = assert_problem(response, 404, "not_found").await;
-    assert_eq!(
-        body["request_id"], "abc-1",
-        "error bodies carry the request id"
-    );
+    assert_eq!(body["request_id"], "abc-1", "error bodies carry the request id");
 
     let evil = "x".repeat(300);
     let response = app
@@ -38,15 +35,9 @@ async fn a_sane_request_id_is_echoed_and_an_insane_one_replaced() {
         .send()
         .await
         .unwrap();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_ne!(id, evil);
-    assert!(
-        uuid::Uuid::parse_str(&id).is_ok(),
-        "a fresh id is generated: {id}"
-    );
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "a fresh id is generated: {id}");
 
     let response = app.get("/health/live").await;
     let generated = response.headers()["x-request-id"].to_str().unwrap();
@@ -69,9 +60,7 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
     let response = app.get("/health/ready").await;
     assert!(response.headers().get("content-encoding").is_none());
 
-    let Some(app) =
-        spawn_app_with(Backend::Sqlite, &[("BILLING_SERVER__COMPRESSION", "false")]).await
-    else {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[("BILLING_SERVER__COMPRESSION", "false")]).await else {
         return;
     };
     let response = app
@@ -99,17 +88,9 @@ async fn cors_is_off_by_default_and_follows_the_configured_origins() {
         .send()
         .await
         .unwrap();
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(response.headers().get("access-control-allow-origin").is_none());
 
-    let env = [(
-        "BILLING_SERVER__CORS_ALLOWED_ORIGINS",
-        "https://app.example.com",
-    )];
+    let env = [("BILLING_SERVER__CORS_ALLOWED_ORIGINS", "https://app.example.com")];
     let Some(app) = spawn_app_with(Backend::Sqlite, &env).await else {
         return;
     };

@@ -34,17 +34,10 @@ async fn run_status_and_revert(backend: Backend) {
     assert_eq!(store.migrate_run().await.unwrap(), total);
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
     assert!(tenants_table_exists(&store).await);
-    assert_eq!(
-        store.migrate_run().await.unwrap(),
-        0,
-        "a second run has nothing to do"
-    );
+    assert_eq!(store.migrate_run().await.unwrap(), 0, "a second run has nothing to do");
 
     let status = store.migration_status().await.unwrap();
-    assert!(
-        status.iter().all(|r| r.state == State::Applied),
-        "{status:?}"
-    );
+    assert!(status.iter().all(|r| r.state == State::Applied), "{status:?}");
 
     let last = embedded(backend).last().unwrap().version;
     assert_eq!(store.migrate_revert().await.unwrap(), last);
@@ -54,10 +47,7 @@ async fn run_status_and_revert(backend: Backend) {
         "only the last one was reverted"
     );
     if total == 1 {
-        assert!(
-            !tenants_table_exists(&store).await,
-            "the down migration ran"
-        );
+        assert!(!tenants_table_exists(&store).await, "the down migration ran");
         assert!(matches!(
             store.migrate_revert().await,
             Err(MigrateError::NothingToRevert)

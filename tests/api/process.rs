@@ -32,10 +32,7 @@ fn version_names_commit_target_profile_and_rustc() {
         "profile: debug",
         "rustc:   rustc 1.",
     ] {
-        assert!(
-            stdout.contains(needle),
-            "{needle:?} missing from:\n{stdout}"
-        );
+        assert!(stdout.contains(needle), "{needle:?} missing from:\n{stdout}");
     }
     let (status, stdout, _) = run(&["version", "--json"], &[]);
     assert!(status.success());
@@ -80,10 +77,7 @@ fn invalid_configuration_exits_78_and_names_every_problem() {
             "database.min_connections: is 5 but database.max_connections is 2",
             "6 problems",
         ] {
-            assert!(
-                stderr.contains(needle),
-                "{needle:?} missing from:\n{stderr}"
-            );
+            assert!(stderr.contains(needle), "{needle:?} missing from:\n{stderr}");
         }
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
@@ -114,10 +108,7 @@ fn config_check_accepts_a_valid_configuration_and_show_redacts_secrets() {
         "{stdout}"
     );
     assert!(stdout.contains("port = 9123  # env PORT"), "{stdout}");
-    assert!(
-        stdout.contains("host = \"127.0.0.1\"  # default"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("host = \"127.0.0.1\"  # default"), "{stdout}");
 
     let both = [
         ("BILLING_DATABASE__URL_FILE", secret.to_str().unwrap()),
@@ -133,11 +124,7 @@ fn a_secret_given_through_a_file_appears_nowhere_in_the_output() {
     let dir = tempfile::tempdir().unwrap();
     // A database URL whose password is the secret; the server it names does not exist.
     let secret = dir.path().join("db-url");
-    std::fs::write(
-        &secret,
-        "postgres://billing:hunter2-Kx7@127.0.0.1:1/billing\n",
-    )
-    .unwrap();
+    std::fs::write(&secret, "postgres://billing:hunter2-Kx7@127.0.0.1:1/billing\n").unwrap();
     let env = [
         ("BILLING_DATABASE__URL_FILE", secret.to_str().unwrap()),
         ("BILLING_DATABASE__MIGRATE_ON_START", "true"),
@@ -164,7 +151,9 @@ fn a_secret_given_through_a_file_appears_nowhere_in_the_output() {
     ];
     let mut server = Server::start(&env);
     let addr = server.wait_for_address();
-    let body = reqwest::blocking::get(format!("http://{addr}/health/ready"))
+    let body = crate::helpers::blocking_client()
+        .get(format!("http://{addr}/health/ready"))
+        .send()
         .unwrap()
         .text()
         .unwrap();
@@ -198,7 +187,7 @@ fn sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0() {
     env.push(("BILLING_SHUTDOWN__DRAIN_TIMEOUT".into(), "10s".into()));
     let mut server = Server::start(&refs(&env));
     let addr = server.wait_for_address();
-    let client = reqwest::blocking::Client::new();
+    let client = crate::helpers::blocking_client();
     assert_eq!(
         client
             .get(format!("http://{addr}/health/ready"))
@@ -210,7 +199,7 @@ fn sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0() {
 
     let slow_url = format!("http://{addr}/__test/slow?ms=2500");
     let slow = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
+        crate::helpers::blocking_client()
             .get(slow_url)
             .send()
             .map(|r| r.status().as_u16())
@@ -221,32 +210,16 @@ fn sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0() {
         .wait_for_line("shutdown started", Duration::from_secs(5))
         .expect("shutdown logged");
 
-    let ready = client
-        .get(format!("http://{addr}/health/ready"))
-        .send()
-        .unwrap();
-    assert_eq!(
-        ready.status(),
-        503,
-        "readiness fails during the grace period"
-    );
-    assert_eq!(
-        slow.join().unwrap().unwrap(),
-        200,
-        "the in-flight request completed"
-    );
+    let ready = client.get(format!("http://{addr}/health/ready")).send().unwrap();
+    assert_eq!(ready.status(), 503, "readiness fails during the grace period");
+    assert_eq!(slow.join().unwrap().unwrap(), 200, "the in-flight request completed");
 
-    let status = server
-        .wait(Duration::from_secs(15))
-        .expect("the process exits");
+    let status = server.wait(Duration::from_secs(15)).expect("the process exits");
     assert_eq!(status.code(), Some(0), "{}", server.text());
     let text = server.text();
     assert!(text.contains("shutdown complete"), "{text}");
     assert!(
-        client
-            .get(format!("http://{addr}/health/live"))
-            .send()
-            .is_err(),
+        client.get(format!("http://{addr}/health/live")).send().is_err(),
         "nothing listens any more"
     );
 }
@@ -275,16 +248,18 @@ fn a_panic_is_a_500_problem_and_the_process_keeps_serving() {
     let env = sqlite_env(&dir);
     let server = Server::start(&refs(&env));
     let addr = server.wait_for_address();
-    let response = reqwest::blocking::get(format!("http://{addr}/__test/panic")).unwrap();
+    let response = crate::helpers::blocking_client()
+        .get(format!("http://{addr}/__test/panic"))
+        .send()
+        .unwrap();
     assert_eq!(response.status(), 500);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = response.json().unwrap();
     assert_eq!(body["code"], "internal_error");
     assert_eq!(
-        reqwest::blocking::get(format!("http://{addr}/health/live"))
+        crate::helpers::blocking_client()
+            .get(format!("http://{addr}/health/live"))
+            .send()
             .unwrap()
             .status(),
         200
@@ -307,7 +282,7 @@ fn logs_are_json_lines_with_request_fields_and_redacted_headers() {
     env.push(("BILLING_LOG__LEVEL".into(), "info,billing_api=debug".into()));
     let server = Server::start(&refs(&env));
     let addr = server.wait_for_address();
-    let client = reqwest::blocking::Client::new();
+    let client = crate::helpers::blocking_client();
     let response = client
         .get(format!("http://{addr}/__test/slow?ms=1"))
         .header("authorization", "Bearer tok-SECRET-9f")
@@ -315,10 +290,7 @@ fn logs_are_json_lines_with_request_fields_and_redacted_headers() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 200);
-    client
-        .get(format!("http://{addr}/health/live"))
-        .send()
-        .unwrap();
+    client.get(format!("http://{addr}/health/live")).send().unwrap();
     server.wait_for_line("req-log-test-1", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(200));
 
@@ -330,14 +302,7 @@ fn logs_are_json_lines_with_request_fields_and_redacted_headers() {
     let lines = json_lines(&text);
     assert!(!lines.is_empty());
     for line in &lines {
-        for field in [
-            "timestamp",
-            "level",
-            "target",
-            "message",
-            "service",
-            "version",
-        ] {
+        for field in ["timestamp", "level", "target", "message", "service", "version"] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
     }
@@ -354,10 +319,7 @@ fn logs_are_json_lines_with_request_fields_and_redacted_headers() {
         .expect("access line");
     assert_eq!(access["level"], "INFO");
     assert_eq!(access["method"], "GET");
-    assert_eq!(
-        access["route"], "/__test/slow",
-        "the route template, not the raw path"
-    );
+    assert_eq!(access["route"], "/__test/slow", "the route template, not the raw path");
     assert_eq!(access["status"], 200);
     assert!(access["latency_ms"].as_f64().is_some());
     let received = lines
@@ -373,10 +335,7 @@ fn logs_are_json_lines_with_request_fields_and_redacted_headers() {
         .iter()
         .find(|l| l["message"] == "request completed" && l["route"] == "/health/live")
         .expect("probe line");
-    assert_eq!(
-        probe["level"], "DEBUG",
-        "probes are logged at debug, not info"
-    );
+    assert_eq!(probe["level"], "DEBUG", "probes are logged at debug, not info");
 }
 
 #[test]
@@ -389,10 +348,7 @@ fn healthcheck_exits_0_only_when_the_service_is_ready() {
     let (status, _, stderr) = run(&["healthcheck"], &[("BILLING_SERVER__PORT", port)]);
     assert!(status.success(), "{stderr}");
     drop(server);
-    let (status, _, stderr) = run(
-        &["healthcheck", "--timeout", "2"],
-        &[("BILLING_SERVER__PORT", port)],
-    );
+    let (status, _, stderr) = run(&["healthcheck", "--timeout", "2"], &[("BILLING_SERVER__PORT", port)]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("not ready"), "{stderr}");
 }
@@ -411,10 +367,7 @@ fn migrate_commands_run_list_and_revert() {
     assert!(status.success());
     assert!(stdout.contains("applied"), "{stdout}");
     let (_, stdout, _) = run(&["migrate", "status"], &env);
-    assert!(
-        stdout.contains("applied") && !stdout.contains("pending"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("applied") && !stdout.contains("pending"), "{stdout}");
     let (status, stdout, _) = run(&["migrate", "revert"], &env);
     assert!(status.success());
     assert!(stdout.contains("reverted migration"), "{stdout}");
@@ -438,14 +391,11 @@ async fn concurrent_migrate_runs_on_postgres_all_succeed_and_apply_each_migratio
         let (status, stdout, stderr) = handle.join().unwrap();
         assert!(status.success(), "{stdout}{stderr}");
     }
-    let store =
-        billing_api::store::Store::connect_lazy(&crate::helpers::config_for(&url, &[]).database)
-            .unwrap();
-    let rows: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT version, COUNT(*) FROM _sqlx_migrations GROUP BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let store = billing_api::store::Store::connect_lazy(&crate::helpers::config_for(&url, &[]).database).unwrap();
+    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT version, COUNT(*) FROM _sqlx_migrations GROUP BY version")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
     assert_eq!(
         rows.len(),
         billing_api::store::migrate::embedded(Backend::Postgres).len()

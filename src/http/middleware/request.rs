@@ -52,10 +52,7 @@ pub struct RequestService<S> {
 
 impl<S> Service<Request> for RequestService<S>
 where
-    S: Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Response;
@@ -100,13 +97,7 @@ where
     }
 }
 
-fn log_access(
-    span: &Span,
-    probe: bool,
-    response: &Response,
-    started: Instant,
-    client: Option<std::net::IpAddr>,
-) {
+fn log_access(span: &Span, probe: bool, response: &Response, started: Instant, client: Option<std::net::IpAddr>) {
     let status = response.status().as_u16();
     let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     let client = client.map(field::display);
@@ -135,10 +126,7 @@ fn render_problem(response: &mut Response, request_id: &str) {
     // An inner layer may have prepared a compressed or sized body; this one replaces it.
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::CONTENT_LENGTH);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(problem::CONTENT_TYPE),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE));
     *response.status_mut() = problem.status;
     *response.body_mut() = Body::from(body);
 }

@@ -50,15 +50,11 @@ impl TestDb {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}/billing.db", dir.path().display());
                 if migrated {
-                    let store =
-                        Store::connect_lazy(&config_for(&url, &[]).database).expect("store");
+                    let store = Store::connect_lazy(&config_for(&url, &[]).database).expect("store");
                     store.migrate_run().await.expect("migrate sqlite");
                     store.close().await;
                 }
-                Some(TestDb {
-                    url,
-                    _dir: Some(dir),
-                })
+                Some(TestDb { url, _dir: Some(dir) })
             }
             Backend::Postgres => match postgres::availability() {
                 postgres::Availability::Ready(admin) => {
@@ -71,9 +67,7 @@ impl TestDb {
                     if std::env::var("CI").is_ok_and(|v| v == "true") {
                         panic!("PostgreSQL tests cannot be skipped under CI=true: {why}");
                     }
-                    eprintln!(
-                        "SKIPPED (PostgreSQL): {why}; set TEST_DATABASE_URL to run these tests"
-                    );
+                    eprintln!("SKIPPED (PostgreSQL): {why}; set TEST_DATABASE_URL to run these tests");
                     None
                 }
             },
@@ -86,17 +80,10 @@ pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
     let mut env = vec![
         ("BILLING_SERVER__PORT".to_owned(), "0".to_owned()),
         ("BILLING_DATABASE__URL".to_owned(), url.to_owned()),
-        (
-            "BILLING_DATABASE__MIGRATE_ON_START".to_owned(),
-            "true".to_owned(),
-        ),
+        ("BILLING_DATABASE__MIGRATE_ON_START".to_owned(), "true".to_owned()),
         ("BILLING_SHUTDOWN__GRACE_PERIOD".to_owned(), "0s".to_owned()),
     ];
-    env.extend(
-        extra_env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     match Config::load(&Sources { file: None, env }) {
         Ok(loaded) => loaded.config,
         Err(e) => panic!("test configuration is invalid: {e}"),
@@ -119,11 +106,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.client.get(self.url(path)).send().await.expect("request")
     }
 }
 
@@ -146,7 +129,7 @@ pub async fn spawn_on(db: TestDb, env: &[(&str, &str)]) -> TestApp {
     let shutdown = app.shutdown();
     let store = app.store();
     let server = tokio::spawn(app.run());
-    let client = reqwest::Client::builder().build().expect("client");
+    let client = client();
     TestApp {
         addr,
         client,
@@ -158,11 +141,7 @@ pub async fn spawn_on(db: TestDb, env: &[(&str, &str)]) -> TestApp {
 }
 
 /// Asserts a problem+json response and returns its body.
-pub async fn assert_problem(
-    response: reqwest::Response,
-    status: u16,
-    code: &str,
-) -> serde_json::Value {
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
     let content_type = response
         .headers()
@@ -191,4 +170,15 @@ pub async fn assert_problem(
         "request_id matches the header"
     );
     body
+}
+
+/// An HTTP client for tests (reqwest's TLS needs the process-wide crypto provider).
+pub fn client() -> reqwest::Client {
+    billing_api::outbound::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+pub fn blocking_client() -> reqwest::blocking::Client {
+    billing_api::outbound::install_crypto_provider();
+    reqwest::blocking::Client::new()
 }

@@ -58,8 +58,7 @@ fn start() -> Result<Cluster, String> {
     ));
     std::fs::create_dir_all(&base).map_err(|e| format!("create {}: {e}", base.display()))?;
     if let Some((uid, gid)) = run_as {
-        std::os::unix::fs::chown(&base, Some(uid), Some(gid))
-            .map_err(|e| format!("chown {}: {e}", base.display()))?;
+        std::os::unix::fs::chown(&base, Some(uid), Some(gid)).map_err(|e| format!("chown {}: {e}", base.display()))?;
     }
     let data = base.join("data");
     let mut initdb = Command::new(bindir.join("initdb"));
@@ -81,10 +80,7 @@ fn start() -> Result<Cluster, String> {
     as_user(&mut initdb, run_as);
     let out = initdb.output().map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
     }
 
     let port = free_port()?;
@@ -119,15 +115,7 @@ fn start() -> Result<Cluster, String> {
     let isready = bindir.join("pg_isready");
     loop {
         let ok = Command::new(&isready)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-q",
-            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-q"])
             .status()
             .is_ok_and(|s| s.success());
         if ok {
@@ -136,9 +124,7 @@ fn start() -> Result<Cluster, String> {
         if Instant::now() > deadline {
             let mut text = String::new();
             let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text));
-            return Err(format!(
-                "postgres did not become ready on port {port}: {text}"
-            ));
+            return Err(format!("postgres did not become ready on port {port}: {text}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -153,28 +139,22 @@ fn start() -> Result<Cluster, String> {
 pub async fn ensure_template(admin_url: &str) -> Result<(), String> {
     TEMPLATE
         .get_or_init(|| async {
-            let mut admin = PgConnection::connect(admin_url)
+            let mut admin = PgConnection::connect(admin_url).await.map_err(|e| e.to_string())?;
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(TEMPLATE_DB)
+                .fetch_optional(&mut admin)
                 .await
                 .map_err(|e| e.to_string())?;
-            let exists: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                    .bind(TEMPLATE_DB)
-                    .fetch_optional(&mut admin)
+            if exists.is_none() {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE_DB}")))
+                    .execute(&mut admin)
                     .await
                     .map_err(|e| e.to_string())?;
-            if exists.is_none() {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "CREATE DATABASE {TEMPLATE_DB}"
-                )))
-                .execute(&mut admin)
-                .await
-                .map_err(|e| e.to_string())?;
             }
             admin.close().await.ok();
             let url = with_database(admin_url, TEMPLATE_DB);
             let config = super::config_for(&url, &[]);
-            let store = billing_api::store::Store::connect_lazy(&config.database)
-                .map_err(|e| e.to_string())?;
+            let store = billing_api::store::Store::connect_lazy(&config.database).map_err(|e| e.to_string())?;
             store.migrate_run().await.map_err(|e| e.to_string())?;
             store.close().await;
             Ok(())
@@ -192,9 +172,7 @@ pub async fn create_database(admin_url: &str, from_template: bool) -> Result<Str
     } else {
         format!("CREATE DATABASE {name} TEMPLATE template0")
     };
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut admin = PgConnection::connect(admin_url).await.map_err(|e| e.to_string())?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut admin)
         .await
@@ -204,9 +182,7 @@ pub async fn create_database(admin_url: &str, from_template: bool) -> Result<Str
 }
 
 fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{db}?{q}"),
@@ -215,11 +191,8 @@ fn with_database(url: &str, db: &str) -> String {
 }
 
 fn find_bindir() -> Option<PathBuf> {
-    let has = |dir: &Path| {
-        dir.join("initdb").is_file()
-            && dir.join("postgres").is_file()
-            && dir.join("pg_isready").is_file()
-    };
+    let has =
+        |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file() && dir.join("pg_isready").is_file();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if has(&dir) {
@@ -234,9 +207,9 @@ fn find_bindir() -> Option<PathBuf> {
         .filter(|d| has(d))
         .collect();
     versions.sort();
-    versions.pop().or_else(|| {
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| has(d)))
-    })
+    versions
+        .pop()
+        .or_else(|| std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).find(|d| has(d))))
 }
 
 fn is_root() -> bool {

@@ -77,13 +77,7 @@ impl Server {
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(line) = self
-                .output
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
+            if let Some(line) = self.output.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 return Some(line.clone());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -131,7 +125,5 @@ impl Drop for Server {
 
 /// JSON log lines of a server's output.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }

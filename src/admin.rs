@@ -1,0 +1,107 @@
+//! Operator commands that act on the database: API keys and tenant settings.
+use crate::auth::{SCOPES, api_key};
+use crate::cli::{ApikeyAction, TenantAction};
+use crate::store::{Store, tenants};
+
+fn valid_tenant(tenant: &str) -> Result<(), String> {
+    let ok =
+        (1..=64).contains(&tenant.len()) && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid tenant {tenant:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn format_time(t: Option<i64>) -> String {
+    match t.and_then(|secs| u64::try_from(secs).ok()) {
+        Some(secs) => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+        }
+        None => "-".into(),
+    }
+}
+
+pub async fn apikey(store: &Store, action: ApikeyAction) -> Result<(), String> {
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| crate::store::describe_error(&e))?;
+    let db = |e: sqlx::Error| crate::store::describe_error(&e);
+    match action {
+        ApikeyAction::Create {
+            tenant,
+            scopes,
+            description,
+        } => {
+            valid_tenant(&tenant)?;
+            for scope in &scopes {
+                if scope != "*" && !SCOPES.contains(&scope.as_str()) {
+                    return Err(format!("unknown scope {scope:?}; known scopes: * {}", SCOPES.join(" ")));
+                }
+            }
+            let generated = api_key::generate(&tenant, &scopes, description, crate::billing::now())
+                .map_err(|e| format!("no randomness available: {e}"))?;
+            tenants::insert_key(&mut conn, &generated.row).await.map_err(db)?;
+            eprintln!(
+                "created {} for tenant {tenant} with scopes {}; this is the only time the key is shown:",
+                generated.row.id,
+                scopes.join(" ")
+            );
+            println!("{}", generated.key);
+        }
+        ApikeyAction::List { tenant } => {
+            let keys = tenants::list_keys(&mut conn, tenant.as_deref()).await.map_err(db)?;
+            println!(
+                "{:<22} {:<16} {:<21} {:<21} {:<21} {:<30} DESCRIPTION",
+                "ID", "TENANT", "CREATED", "LAST USED", "REVOKED", "SCOPES"
+            );
+            for k in keys {
+                println!(
+                    "{:<22} {:<16} {:<21} {:<21} {:<21} {:<30} {}",
+                    k.id,
+                    k.tenant_id,
+                    format_time(Some(k.created)),
+                    format_time(k.last_used),
+                    format_time(k.revoked),
+                    k.scopes,
+                    k.description.unwrap_or_default()
+                );
+            }
+        }
+        ApikeyAction::Revoke { id } => {
+            if !tenants::revoke_key(&mut conn, &id, crate::billing::now())
+                .await
+                .map_err(db)?
+            {
+                return Err(format!("no active key {id}"));
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn tenant(store: &Store, action: TenantAction) -> Result<(), String> {
+    let mut conn = store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| crate::store::describe_error(&e))?;
+    match action {
+        TenantAction::Configure { tenant, invoice_prefix } => {
+            valid_tenant(&tenant)?;
+            if invoice_prefix.len() > 20 || invoice_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err("the invoice prefix is at most 20 visible characters".into());
+            }
+            tenants::set_invoice_prefix(&mut conn, &tenant, &invoice_prefix, crate::billing::now())
+                .await
+                .map_err(|e| crate::store::describe_error(&e))?;
+            println!("tenant {tenant}: invoice numbers look like {invoice_prefix}000001");
+        }
+    }
+    Ok(())
+}

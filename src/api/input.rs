@@ -1,0 +1,217 @@
+//! Reading request bodies so that every problem is reported at once: each field is read on its
+//! own ([`Field`] never fails to deserialize), unknown fields are collected, and a [`Check`]
+//! gathers every problem before answering 422.
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequest, Request};
+use bytes::Bytes;
+use http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::domain::FieldError;
+use crate::domain::ids::{self, Kind};
+use crate::domain::metadata::{self, Metadata};
+use crate::domain::money::Currency;
+use crate::http::problem::Problem;
+
+/// One field of a request body: absent (or `null`), of the wrong type, or a value.
+#[derive(Debug, Clone, Default)]
+pub enum Field<T> {
+    #[default]
+    Missing,
+    Invalid(String),
+    Value(T),
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.is_null() {
+            return Ok(Field::Missing);
+        }
+        Ok(match serde_json::from_value::<T>(value) {
+            Ok(v) => Field::Value(v),
+            Err(e) => Field::Invalid(e.to_string()),
+        })
+    }
+}
+
+/// Fields a body has but its type does not know.
+pub type Unknown = BTreeMap<String, Value>;
+
+/// A JSON request body, parsed once. An empty body counts as `{}` (actions such as `finalize`
+/// take no parameters); any other body must be declared `application/json`.
+#[derive(Debug, Clone)]
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let declared_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Bad Request",
+                    "the request body could not be read",
+                )
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Object(Default::default())));
+        }
+        if !declared_json {
+            return Err(Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))
+    }
+}
+
+impl JsonBody {
+    /// Reads the body into a type made of [`Field`]s; only a body that is not an object fails here.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        if !self.0.is_object() {
+            return Err(Problem::validation(vec![FieldError::new(
+                "",
+                "invalid",
+                "the body must be a JSON object",
+            )]));
+        }
+        serde_json::from_value(self.0.clone())
+            .map_err(|e| Problem::validation(vec![FieldError::new("", "invalid", e.to_string())]))
+    }
+}
+
+/// Collects the problems of a request.
+#[derive(Debug, Default)]
+pub struct Check {
+    errors: Vec<FieldError>,
+}
+
+impl Check {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn error(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, code, message));
+    }
+
+    pub fn unknown(&mut self, prefix: &str, unknown: &Unknown) {
+        for name in unknown.keys() {
+            self.error(
+                format!("{prefix}{name}"),
+                "unknown_field",
+                "this field is not accepted here",
+            );
+        }
+    }
+
+    /// The value of an optional field.
+    pub fn optional<T>(&mut self, field: &str, value: Field<T>) -> Option<T> {
+        match value {
+            Field::Missing => None,
+            Field::Invalid(message) => {
+                self.error(field, "invalid", message);
+                None
+            }
+            Field::Value(v) => Some(v),
+        }
+    }
+
+    pub fn required<T>(&mut self, field: &str, value: Field<T>) -> Option<T> {
+        if matches!(value, Field::Missing) {
+            self.error(field, "required", "this field is required");
+            return None;
+        }
+        self.optional(field, value)
+    }
+
+    /// A string of 1 to `max` characters (surrounding whitespace removed).
+    pub fn text(&mut self, field: &str, value: Option<String>, max: usize) -> Option<String> {
+        let text = value?.trim().to_owned();
+        if text.is_empty() || text.chars().count() > max {
+            self.error(field, "invalid_length", format!("must be 1 to {max} characters"));
+            return None;
+        }
+        Some(text)
+    }
+
+    pub fn email(&mut self, field: &str, value: Option<String>) -> Option<String> {
+        let email = self.text(field, value, 254)?;
+        let valid = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        }) && !email.contains(char::is_whitespace);
+        if !valid {
+            self.error(field, "invalid_email", "not an email address");
+            return None;
+        }
+        Some(email)
+    }
+
+    pub fn currency(&mut self, field: &str, value: Option<String>) -> Option<Currency> {
+        let code = value?;
+        let currency = Currency::parse(&code);
+        if currency.is_none() {
+            self.error(
+                field,
+                "invalid_currency",
+                format!("{code:?} is not an ISO 4217 currency with a minor unit"),
+            );
+        }
+        currency
+    }
+
+    pub fn range(&mut self, field: &str, value: Option<i64>, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+        let v = value?;
+        if !range.contains(&v) {
+            self.error(
+                field,
+                "out_of_range",
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// An id of `kind`. A malformed id cannot exist, so it is reported like a missing object.
+    pub fn id(&mut self, field: &str, value: Option<String>, kind: Kind) -> Option<String> {
+        let id = value?;
+        if !ids::is_valid(kind, &id) {
+            self.error(field, "invalid_id", format!("not a {} id", kind.prefix()));
+            return None;
+        }
+        Some(id)
+    }
+
+    pub fn metadata(&mut self, field: &str, value: Option<Metadata>) -> Option<Metadata> {
+        let metadata = value?;
+        let problems = metadata::problems(&metadata);
+        for (suffix, message) in &problems {
+            self.error(format!("{field}{suffix}"), "invalid_metadata", message.clone());
+        }
+        problems.is_empty().then_some(metadata)
+    }
+
+    /// 422 with every problem, or the value `build` makes from the checked fields.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Problem> {
+        if !self.errors.is_empty() {
+            return Err(Problem::validation(self.errors));
+        }
+        build().ok_or_else(Problem::internal)
+    }
+}

@@ -1,0 +1,405 @@
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::input::{Check, Field, JsonBody, Unknown};
+use super::list::{self, List};
+use super::objects::{DeletedInvoice, Invoice};
+use super::{ReqId, conn, path_id};
+use crate::auth::Principal;
+use crate::billing::invoices::{self as ops, LineUpdate, NewInvoice, NewLine};
+use crate::domain::ids::Kind;
+use crate::domain::invoice::{MAX_LINES, MAX_QUANTITY, MAX_TAX_RATE_BPS, Status};
+use crate::domain::metadata::Metadata;
+use crate::domain::money::MAX_AMOUNT;
+use crate::http::AppState;
+use crate::http::problem::Problem;
+use crate::store::invoices;
+
+/// The latest due date accepted (the end of year 9999).
+const MAX_TIMESTAMP: i64 = 253_402_300_799;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LineParams {
+    #[serde(default)]
+    #[schema(value_type = String, max_length = 500)]
+    pub description: Field<String>,
+    /// 1 when not given.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
+    pub quantity: Field<i64>,
+    /// Price of one unit in the currency's minor unit.
+    #[serde(default)]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub unit_amount: Field<i64>,
+    /// Tax rate in basis points (825 = 8.25%).
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 10_000)]
+    pub tax_rate_bps: Field<i64>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InvoiceParams {
+    /// The customer to bill.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub customer: Field<String>,
+    /// Defaults to the customer's currency.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "usd")]
+    pub currency: Field<String>,
+    /// Unix time.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub due_date: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<LineParams>>, max_items = 100)]
+    pub lines: Field<Vec<LineParams>>,
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub metadata: Field<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+/// Checks a line; with `partial`, every field is optional (an update).
+fn check_line(
+    c: &mut Check,
+    prefix: &str,
+    p: LineParams,
+    partial: bool,
+) -> (Option<String>, Option<i64>, Option<i64>, Option<i64>) {
+    let f = |name: &str| format!("{prefix}{name}");
+    c.unknown(prefix, &p.unknown);
+    let description = if partial {
+        c.optional(&f("description"), p.description)
+    } else {
+        c.required(&f("description"), p.description)
+    };
+    let description = c.text(&f("description"), description, 500);
+    let quantity = c.optional(&f("quantity"), p.quantity);
+    let quantity = c.range(&f("quantity"), quantity, 1..=MAX_QUANTITY);
+    let unit_amount = if partial {
+        c.optional(&f("unit_amount"), p.unit_amount)
+    } else {
+        c.required(&f("unit_amount"), p.unit_amount)
+    };
+    let unit_amount = c.range(&f("unit_amount"), unit_amount, 0..=MAX_AMOUNT);
+    let tax = c.optional(&f("tax_rate_bps"), p.tax_rate_bps);
+    let tax = c.range(&f("tax_rate_bps"), tax, 0..=MAX_TAX_RATE_BPS);
+    (description, quantity, unit_amount, tax)
+}
+
+fn new_line(parts: (Option<String>, Option<i64>, Option<i64>, Option<i64>)) -> Option<NewLine> {
+    let (description, quantity, unit_amount, tax_rate_bps) = parts;
+    Some(NewLine {
+        description: description?,
+        quantity: quantity.unwrap_or(1),
+        unit_amount: unit_amount?,
+        tax_rate_bps,
+    })
+}
+
+#[utoipa::path(post, path = "/v1/invoices", tag = "invoices", request_body = InvoiceParams,
+    responses((status = 201, description = "A draft invoice", body = Invoice)))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    principal.require("invoices:write")?;
+    let p: InvoiceParams = body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    let customer = c.required("customer", p.customer);
+    let customer = c.id("customer", customer, Kind::Customer);
+    let currency = c.optional("currency", p.currency);
+    let currency = c.currency("currency", currency);
+    let due_date = c.optional("due_date", p.due_date);
+    let due_date = c.range("due_date", due_date, 0..=MAX_TIMESTAMP);
+    let metadata = c.optional("metadata", p.metadata);
+    let metadata = c.metadata("metadata", metadata);
+    let lines = c.optional("lines", p.lines).unwrap_or_default();
+    if lines.len() > MAX_LINES {
+        c.error("lines", "too_many", format!("at most {MAX_LINES} lines"));
+    }
+    let lines: Vec<_> = lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| check_line(&mut c, &format!("lines[{i}]."), l, false))
+        .collect();
+    let input = c.finish(|| {
+        Some(NewInvoice {
+            customer_id: customer?,
+            currency,
+            due_date,
+            lines: lines.into_iter().map(new_line).collect::<Option<Vec<_>>>()?,
+            metadata: metadata.unwrap_or_default(),
+        })
+    })?;
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        "/v1/invoices".into(),
+        body,
+        StatusCode::CREATED,
+        |conn, ctx| async { ops::create(conn, ctx, input).await.map(Invoice::from) }
+    )
+}
+
+#[utoipa::path(get, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice", body = Invoice)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Invoice>, Problem> {
+    principal.require("invoices:read")?;
+    let id = path_id(Kind::Invoice, id, "invoice")?;
+    let mut conn = conn(&state).await?;
+    Ok(Json(ops::get(&mut conn, &principal.tenant, &id).await?.into()))
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InvoiceFilters {
+    /// Only this customer's invoices.
+    customer: Option<String>,
+    /// Only invoices in this status.
+    status: Option<Status>,
+}
+
+#[utoipa::path(get, path = "/v1/invoices", tag = "invoices", params(list::PageParams, InvoiceFilters),
+    responses((status = 200, description = "Invoices, newest first", body = List<Invoice>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<List<Invoice>>, Problem> {
+    principal.require("invoices:read")?;
+    let mut query = list::Query::new(params, &["customer", "status"]);
+    let customer = query.filter("customer", Some(Kind::Customer));
+    let status = query.filter("status", None);
+    if let Some(s) = &status
+        && Status::parse(s).is_none()
+    {
+        query
+            .check()
+            .error("status", "invalid", "one of draft, open, paid, void, uncollectible");
+    }
+    let mut conn = conn(&state).await?;
+    let page = query
+        .page(&mut conn, "invoices", Kind::Invoice, &principal.tenant)
+        .await?;
+    let mut filters = Vec::new();
+    if let Some(customer) = &customer {
+        filters.push(("customer_id", customer.as_str()));
+    }
+    if let Some(status) = &status {
+        filters.push(("status", status.as_str()));
+    }
+    let rows = invoices::list(&mut conn, &principal.tenant, &page, &filters).await?;
+    let has_more = rows.has_more;
+    let data = ops::with_lines(&mut conn, &principal.tenant, rows.data).await?;
+    Ok(Json(List {
+        object: "list",
+        data: data.into_iter().map(Invoice::from).collect(),
+        has_more,
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The draft is deleted", body = DeletedInvoice)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id, "invoice")?;
+    let body = JsonBody(serde_json::json!({}));
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        format!("DELETE /v1/invoices/{id}"),
+        body,
+        StatusCode::OK,
+        |conn, ctx| async {
+            ops::delete(conn, ctx, &id).await.map(|()| DeletedInvoice {
+                id: id.clone(),
+                object: "invoice",
+                deleted: true,
+            })
+        }
+    )
+}
+
+#[utoipa::path(post, path = "/v1/invoices/{id}/lines", tag = "invoices", request_body = LineParams,
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The draft with the new line", body = Invoice)))]
+pub async fn add_line(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id, "invoice")?;
+    let mut c = Check::new();
+    let parts = check_line(&mut c, "", body.read()?, false);
+    let line = c.finish(|| new_line(parts))?;
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        format!("/v1/invoices/{id}/lines"),
+        body,
+        StatusCode::OK,
+        |conn, ctx| async { ops::add_line(conn, ctx, &id, line).await.map(Invoice::from) }
+    )
+}
+
+#[utoipa::path(post, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices", request_body = LineParams,
+    params(("id" = String, Path, description = "Invoice id"), ("line_id" = String, Path, description = "Line id")),
+    responses((status = 200, description = "The draft with the line changed", body = Invoice)))]
+pub async fn update_line(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    Path((id, line_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id, "invoice")?;
+    let line_id = path_id(Kind::InvoiceLine, line_id, "invoice line")?;
+    let mut c = Check::new();
+    let (description, quantity, unit_amount, tax) = check_line(&mut c, "", body.read()?, true);
+    let update = c.finish(|| {
+        Some(LineUpdate {
+            description,
+            quantity,
+            unit_amount,
+            tax_rate_bps: tax.map(Some),
+        })
+    })?;
+    let path = format!("/v1/invoices/{id}/lines/{line_id}");
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        path,
+        body,
+        StatusCode::OK,
+        |conn, ctx| async {
+            ops::update_line(conn, ctx, &id, &line_id, update)
+                .await
+                .map(Invoice::from)
+        }
+    )
+}
+
+#[utoipa::path(delete, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices",
+    params(("id" = String, Path, description = "Invoice id"), ("line_id" = String, Path, description = "Line id")),
+    responses((status = 200, description = "The draft without the line", body = Invoice)))]
+pub async fn delete_line(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    Path((id, line_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id, "invoice")?;
+    let line_id = path_id(Kind::InvoiceLine, line_id, "invoice line")?;
+    let body = JsonBody(serde_json::json!({}));
+    let path = format!("DELETE /v1/invoices/{id}/lines/{line_id}");
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        path,
+        body,
+        StatusCode::OK,
+        |conn, ctx| async { ops::delete_line(conn, ctx, &id, &line_id).await.map(Invoice::from) }
+    )
+}
+
+/// The body of an invoice action: nothing (or `{}`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NoParams {
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+macro_rules! action {
+    ($name:ident, $path:literal, $op:path, $doc:literal) => {
+        #[utoipa::path(post, path = $path, tag = "invoices", request_body(content = Option<NoParams>),
+                            params(("id" = String, Path, description = "Invoice id")),
+                            responses((status = 200, description = $doc, body = Invoice)))]
+        pub async fn $name(
+            State(state): State<AppState>,
+            principal: Principal,
+            ReqId(rid): ReqId,
+            Path(id): Path<String>,
+            headers: HeaderMap,
+            body: JsonBody,
+        ) -> Result<Response, Problem> {
+            principal.require("invoices:write")?;
+            let id = path_id(Kind::Invoice, id, "invoice")?;
+            let params: NoParams = body.read()?;
+            let mut c = Check::new();
+            c.unknown("", &params.unknown);
+            c.finish(|| Some(()))?;
+            let path = $path.replace("{id}", &id);
+            write_op!(
+                state,
+                principal,
+                rid,
+                headers,
+                path,
+                body,
+                StatusCode::OK,
+                |conn, ctx| async { $op(conn, ctx, &id).await.map(Invoice::from) }
+            )
+        }
+    };
+}
+
+action!(
+    finalize,
+    "/v1/invoices/{id}/finalize",
+    ops::finalize,
+    "The invoice, open (or paid if its total is 0) and numbered"
+);
+action!(void, "/v1/invoices/{id}/void", ops::void, "The void invoice");
+action!(
+    mark_uncollectible,
+    "/v1/invoices/{id}/mark_uncollectible",
+    ops::mark_uncollectible,
+    "The uncollectible invoice"
+);

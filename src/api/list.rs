@@ -1,0 +1,137 @@
+//! List endpoints: `limit` (1–100, default 10), `starting_after` / `ending_before` cursors,
+//! newest first, answered as `{"object": "list", "data": [...], "has_more": bool}`.
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+use utoipa::ToSchema;
+
+use super::input::Check;
+use crate::domain::ids::Kind;
+use crate::http::problem::Problem;
+use crate::store::page::{self, Cursor, Page, PageQuery};
+
+pub const DEFAULT_LIMIT: i64 = 10;
+pub const MAX_LIMIT: i64 = 100;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    /// Always `list`.
+    #[schema(example = "list")]
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Whether there are more objects after this page.
+    pub has_more: bool,
+}
+
+impl<T> List<T> {
+    pub fn from_page<R>(page: Page<R>, f: impl FnMut(R) -> T) -> Self {
+        let page = page.map(f);
+        List {
+            object: "list",
+            data: page.data,
+            has_more: page.has_more,
+        }
+    }
+}
+
+/// The query string of a listing, as strings, checked by [`Query::page`] and [`Query::filter`].
+pub struct Query {
+    params: HashMap<String, String>,
+    check: Check,
+}
+
+impl Query {
+    /// Only `allowed_filters` (besides the paging parameters) are accepted.
+    pub fn new(params: HashMap<String, String>, allowed_filters: &[&str]) -> Self {
+        let mut check = Check::new();
+        let mut unknown: Vec<&String> = params
+            .keys()
+            .filter(|k| {
+                !["limit", "starting_after", "ending_before"].contains(&k.as_str())
+                    && !allowed_filters.contains(&k.as_str())
+            })
+            .collect();
+        unknown.sort();
+        for name in unknown {
+            check.error(name.clone(), "unknown_parameter", "this parameter is not accepted here");
+        }
+        Query { params, check }
+    }
+
+    pub fn filter(&mut self, name: &str, kind: Option<Kind>) -> Option<String> {
+        let value = self.params.get(name).cloned()?;
+        match kind {
+            Some(kind) => self.check.id(name, Some(value), kind),
+            None => Some(value),
+        }
+    }
+
+    pub fn check(&mut self) -> &mut Check {
+        &mut self.check
+    }
+
+    /// Checks the paging parameters and every problem found so far. A cursor must name an object
+    /// of this tenant's listing; one from another tenant is answered 404, like a missing one.
+    pub async fn page(
+        mut self,
+        conn: &mut AnyConnection,
+        table: &'static str,
+        kind: Kind,
+        tenant: &str,
+    ) -> Result<PageQuery, Problem> {
+        let limit = match self.params.get("limit") {
+            None => Some(DEFAULT_LIMIT),
+            Some(text) => match text.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Some(n),
+                _ => {
+                    self.check.error(
+                        "limit",
+                        "out_of_range",
+                        format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                    );
+                    None
+                }
+            },
+        };
+        let after = self.params.get("starting_after").cloned();
+        let before = self.params.get("ending_before").cloned();
+        if after.is_some() && before.is_some() {
+            self.check.error(
+                "ending_before",
+                "conflict",
+                "give starting_after or ending_before, not both",
+            );
+        }
+        let after = self.check.id("starting_after", after, kind);
+        let before = self.check.id("ending_before", before, kind);
+        let query = self.check.finish(|| {
+            let cursor = match (after, before) {
+                (Some(id), _) => Cursor::StartingAfter(id),
+                (None, Some(id)) => Cursor::EndingBefore(id),
+                (None, None) => Cursor::None,
+            };
+            Some(PageQuery { limit: limit?, cursor })
+        })?;
+        if let Cursor::StartingAfter(id) | Cursor::EndingBefore(id) = &query.cursor
+            && !page::exists(conn, table, tenant, id).await?
+        {
+            return Err(Problem::not_found(format!("no such object: {id}")));
+        }
+        Ok(query)
+    }
+}
+
+/// The paging parameters, for the OpenAPI document.
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// How many objects to return, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// An object id: return the objects after it (older).
+    starting_after: Option<String>,
+    /// An object id: return the objects before it (newer).
+    ending_before: Option<String>,
+}

@@ -1,0 +1,233 @@
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::input::{Check, Field, JsonBody, Unknown};
+use super::list::{self, List};
+use super::objects::{Payment, Refund};
+use super::{ReqId, conn, path_id};
+use crate::auth::Principal;
+use crate::billing::payments::{self as ops, NewPayment, NewRefund};
+use crate::domain::ids::Kind;
+use crate::domain::metadata::Metadata;
+use crate::domain::money::MAX_AMOUNT;
+use crate::http::AppState;
+use crate::http::problem::Problem;
+use crate::store::payments;
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PaymentParams {
+    /// The open or uncollectible invoice paid.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub invoice: Field<String>,
+    /// In the minor unit; at most the invoice's `amount_remaining`.
+    #[serde(default)]
+    #[schema(value_type = i64, minimum = 1)]
+    pub amount: Field<i64>,
+    /// Must be the invoice's currency.
+    #[serde(default)]
+    #[schema(value_type = String, example = "usd")]
+    pub currency: Field<String>,
+    /// Your reference for the payment (unique per tenant), e.g. a bank transfer id.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 255)]
+    pub reference: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub metadata: Field<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefundParams {
+    /// The payment to refund.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub payment: Field<String>,
+    /// The rest of the payment when not given.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub amount: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 500)]
+    pub reason: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub metadata: Field<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+#[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = PaymentParams,
+    responses((status = 201, description = "The payment", body = Payment)))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    principal.require("payments:write")?;
+    let p: PaymentParams = body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    let invoice = c.required("invoice", p.invoice);
+    let invoice = c.id("invoice", invoice, Kind::Invoice);
+    let amount = c.required("amount", p.amount);
+    let amount = c.range("amount", amount, 1..=MAX_AMOUNT);
+    let currency = c.required("currency", p.currency);
+    let currency = c.currency("currency", currency);
+    let reference = c.optional("reference", p.reference);
+    let reference = c.text("reference", reference, 255);
+    let metadata = c.optional("metadata", p.metadata);
+    let metadata = c.metadata("metadata", metadata);
+    let input = c.finish(|| {
+        Some(NewPayment {
+            invoice_id: invoice?,
+            amount: amount?,
+            currency: currency?,
+            reference,
+            metadata: metadata.unwrap_or_default(),
+        })
+    })?;
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        "/v1/payments".into(),
+        body,
+        StatusCode::CREATED,
+        |conn, ctx| async { ops::record(conn, ctx, input).await.map(Payment::from) }
+    )
+}
+
+#[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", params(("id" = String, Path, description = "Payment id")),
+    responses((status = 200, description = "The payment", body = Payment)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Payment>, Problem> {
+    principal.require("payments:read")?;
+    let id = path_id(Kind::Payment, id, "payment")?;
+    let mut conn = conn(&state).await?;
+    Ok(Json(ops::get(&mut conn, &principal.tenant, &id).await?.into()))
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentFilters {
+    /// Only payments of this invoice.
+    invoice: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/payments", tag = "payments", params(list::PageParams, PaymentFilters),
+    responses((status = 200, description = "Payments, newest first", body = List<Payment>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<List<Payment>>, Problem> {
+    principal.require("payments:read")?;
+    let mut query = list::Query::new(params, &["invoice"]);
+    let invoice = query.filter("invoice", Some(Kind::Invoice));
+    let mut conn = conn(&state).await?;
+    let page = query
+        .page(&mut conn, "payments", Kind::Payment, &principal.tenant)
+        .await?;
+    let filters: Vec<_> = invoice.as_deref().map(|i| ("invoice_id", i)).into_iter().collect();
+    let rows = payments::list(&mut conn, &principal.tenant, &page, &filters).await?;
+    Ok(Json(List::from_page(rows, Payment::from)))
+}
+
+#[utoipa::path(post, path = "/v1/refunds", tag = "refunds", request_body = RefundParams,
+    responses((status = 201, description = "The refund", body = Refund)))]
+pub async fn create_refund(
+    State(state): State<AppState>,
+    principal: Principal,
+    ReqId(rid): ReqId,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    principal.require("refunds:write")?;
+    let p: RefundParams = body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    let payment = c.required("payment", p.payment);
+    let payment = c.id("payment", payment, Kind::Payment);
+    let amount = c.optional("amount", p.amount);
+    let amount = c.range("amount", amount, 1..=MAX_AMOUNT);
+    let reason = c.optional("reason", p.reason);
+    let reason = c.text("reason", reason, 500);
+    let metadata = c.optional("metadata", p.metadata);
+    let metadata = c.metadata("metadata", metadata);
+    let input = c.finish(|| {
+        Some(NewRefund {
+            payment_id: payment?,
+            amount,
+            reason,
+            metadata: metadata.unwrap_or_default(),
+        })
+    })?;
+    write_op!(
+        state,
+        principal,
+        rid,
+        headers,
+        "/v1/refunds".into(),
+        body,
+        StatusCode::CREATED,
+        |conn, ctx| async { ops::refund(conn, ctx, input).await.map(Refund::from) }
+    )
+}
+
+#[utoipa::path(get, path = "/v1/refunds/{id}", tag = "refunds", params(("id" = String, Path, description = "Refund id")),
+    responses((status = 200, description = "The refund", body = Refund)))]
+pub async fn retrieve_refund(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Refund>, Problem> {
+    principal.require("refunds:read")?;
+    let id = path_id(Kind::Refund, id, "refund")?;
+    let mut conn = conn(&state).await?;
+    Ok(Json(ops::get_refund(&mut conn, &principal.tenant, &id).await?.into()))
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RefundFilters {
+    /// Only refunds of this payment.
+    payment: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/refunds", tag = "refunds", params(list::PageParams, RefundFilters),
+    responses((status = 200, description = "Refunds, newest first", body = List<Refund>)))]
+pub async fn list_refunds(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<List<Refund>>, Problem> {
+    principal.require("refunds:read")?;
+    let mut query = list::Query::new(params, &["payment"]);
+    let payment = query.filter("payment", Some(Kind::Payment));
+    let mut conn = conn(&state).await?;
+    let page = query
+        .page(&mut conn, "refunds", Kind::Refund, &principal.tenant)
+        .await?;
+    let filters: Vec<_> = payment.as_deref().map(|p| ("payment_id", p)).into_iter().collect();
+    let rows = payments::list_refunds(&mut conn, &principal.tenant, &page, &filters).await?;
+    Ok(Json(List::from_page(rows, Refund::from)))
+}

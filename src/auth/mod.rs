@@ -1,0 +1,167 @@
+//! Who is calling: `Authorization: Bearer <credential>` is an API key (`bsk_…`) or a JWT from an
+//! external identity provider. Either way it resolves to a [`Principal`]: a tenant, an actor and
+//! scopes. The tenant scopes every query the request makes.
+pub mod api_key;
+pub mod jwt;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use http::{HeaderMap, StatusCode, header};
+
+use crate::http::AppState;
+use crate::http::problem::Problem;
+use crate::store::Store;
+
+/// Every scope the API checks: `<resource>:<action>`. A credential with `*` has them all.
+pub const SCOPES: &[&str] = &[
+    "customers:read",
+    "customers:write",
+    "invoices:read",
+    "invoices:write",
+    "payments:read",
+    "payments:write",
+    "refunds:read",
+    "refunds:write",
+    "ledger:read",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: String,
+    /// The API key id (`key_…`) or `jwt:<subject>`, recorded in the audit trail.
+    pub actor: String,
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == "*" || s == scope)
+    }
+
+    /// 403 unless the credential carries `scope`.
+    pub fn require(&self, scope: &'static str) -> Result<(), Problem> {
+        if self.has_scope(scope) {
+            return Ok(());
+        }
+        let mut problem = Problem::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "Insufficient Scope",
+            format!("this credential lacks the {scope} scope"),
+        );
+        problem.www_authenticate = Some(format!(
+            "Bearer realm=\"billing-api\", error=\"insufficient_scope\", scope=\"{scope}\""
+        ));
+        Err(problem)
+    }
+}
+
+/// Why a credential was refused. The reason is logged (and counted), never told to the caller
+/// beyond "invalid".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Missing,
+    Malformed,
+    UnknownKey,
+    Revoked,
+    InvalidToken,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    BadSignature,
+    AlgorithmNotAllowed,
+    UnknownKid,
+    MissingTenant,
+    JwtDisabled,
+    Unavailable,
+}
+
+impl Failure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Failure::Missing => "missing",
+            Failure::Malformed => "malformed",
+            Failure::UnknownKey => "unknown_key",
+            Failure::Revoked => "revoked",
+            Failure::InvalidToken => "invalid_token",
+            Failure::Expired => "expired",
+            Failure::NotYetValid => "not_yet_valid",
+            Failure::WrongIssuer => "wrong_issuer",
+            Failure::WrongAudience => "wrong_audience",
+            Failure::BadSignature => "bad_signature",
+            Failure::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Failure::UnknownKid => "unknown_kid",
+            Failure::MissingTenant => "missing_tenant",
+            Failure::JwtDisabled => "jwt_disabled",
+            Failure::Unavailable => "unavailable",
+        }
+    }
+
+    fn problem(self) -> Problem {
+        if self == Failure::Unavailable {
+            return Problem::database_unavailable("credentials could not be checked right now; retry shortly");
+        }
+        let (error, detail) = match self {
+            Failure::Missing => (None, "send Authorization: Bearer <API key or token>"),
+            Failure::Expired => (Some("invalid_token"), "the token has expired"),
+            _ => (Some("invalid_token"), "the credential is not valid"),
+        };
+        let mut problem = Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", detail);
+        problem.www_authenticate = Some(match error {
+            Some(error) => format!("Bearer realm=\"billing-api\", error=\"{error}\""),
+            None => "Bearer realm=\"billing-api\"".to_owned(),
+        });
+        problem
+    }
+}
+
+/// Checks credentials. Shared by every request.
+#[derive(Debug)]
+pub struct Authenticator {
+    keys: api_key::Verifier,
+    jwt: Option<jwt::Verifier>,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, jwt: Option<jwt::Verifier>) -> Self {
+        Authenticator {
+            keys: api_key::Verifier::new(store),
+            jwt,
+        }
+    }
+
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Failure> {
+        let value = headers.get(header::AUTHORIZATION).ok_or(Failure::Missing)?;
+        let value = value.to_str().map_err(|_| Failure::Malformed)?;
+        let (scheme, credential) = value.split_once(' ').ok_or(Failure::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Failure::Malformed);
+        }
+        let credential = credential.trim();
+        if credential.starts_with(api_key::PREFIX) {
+            return self.keys.verify(credential).await;
+        }
+        match &self.jwt {
+            Some(jwt) => jwt.verify(credential).await,
+            None => Err(Failure::JwtDisabled),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match state.auth.authenticate(&parts.headers).await {
+            Ok(principal) => {
+                tracing::Span::current().record("actor", principal.actor.as_str());
+                Ok(principal)
+            }
+            Err(failure) => {
+                tracing::info!(reason = failure.reason(), "authentication failed");
+                Err(failure.problem())
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+use sqlx::AnyConnection;
+
+use super::{BillingError, Ctx, Result};
+use crate::domain::ids::{Kind, new_id};
+use crate::domain::metadata::{self, Metadata};
+use crate::domain::money::Currency;
+use crate::store::customers::{self, CustomerRow};
+use crate::store::{ledger, tenants};
+
+#[derive(Debug, Clone, Default)]
+pub struct NewCustomer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub currency: Option<Currency>,
+    pub metadata: Metadata,
+}
+
+/// Fields to change; `None` leaves a field as it is. Metadata keys are merged.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerUpdate {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub currency: Option<Currency>,
+    pub metadata: Option<Metadata>,
+}
+
+pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> Result<CustomerRow> {
+    tenants::ensure(conn, &ctx.tenant, ctx.now).await?;
+    let customer = CustomerRow {
+        id: new_id(Kind::Customer),
+        name: input.name,
+        email: input.email,
+        currency: input.currency.map(Currency::code),
+        metadata: input.metadata,
+        created: ctx.now,
+    };
+    customers::insert(conn, &ctx.tenant, &customer).await?;
+    ctx.audit(conn, "customer.created", &customer.id).await?;
+    Ok(customer)
+}
+
+pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: CustomerUpdate) -> Result<CustomerRow> {
+    let mut customer = get(conn, &ctx.tenant, id).await?;
+    if let Some(currency) = input.currency {
+        let code = currency.code();
+        if customer.currency.as_ref().is_some_and(|c| *c != code) {
+            let balances = ledger::balances(conn, &ctx.tenant, id).await?;
+            if !balances.is_empty() {
+                return Err(BillingError::invalid(
+                    "currency",
+                    "currency_locked",
+                    "the customer already has ledger activity in another currency",
+                ));
+            }
+        }
+        customer.currency = Some(code);
+    }
+    if let Some(name) = input.name {
+        customer.name = Some(name);
+    }
+    if let Some(email) = input.email {
+        customer.email = Some(email);
+    }
+    if let Some(metadata) = input.metadata {
+        customer.metadata.extend(metadata);
+        customer.metadata.retain(|_, v| !v.is_empty());
+        if customer.metadata.len() > metadata::MAX_KEYS {
+            return Err(BillingError::invalid(
+                "metadata",
+                "too_many_keys",
+                format!("at most {} keys", metadata::MAX_KEYS),
+            ));
+        }
+    }
+    customers::update(conn, &ctx.tenant, &customer).await?;
+    ctx.audit(conn, "customer.updated", &customer.id).await?;
+    Ok(customer)
+}
+
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<CustomerRow> {
+    customers::find(conn, tenant, id)
+        .await?
+        .ok_or(BillingError::NotFound("customer"))
+}

@@ -1,0 +1,73 @@
+//! Customers: the billed parties of a tenant.
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+
+use super::page::{Page, PageQuery};
+use super::rows::{get, metadata, metadata_text};
+use crate::domain::metadata::Metadata;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub currency: Option<String>,
+    pub metadata: Metadata,
+    pub created: i64,
+}
+
+const COLUMNS: &str = "id, name, email, currency, metadata, created";
+
+fn from_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
+    Ok(CustomerRow {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        email: get(row, "email")?,
+        currency: get(row, "currency")?,
+        metadata: metadata(row)?,
+        created: get(row, "created")?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO customers (id, tenant_id, name, email, currency, metadata, created) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&c.id)
+    .bind(tenant)
+    .bind(&c.name)
+    .bind(&c.email)
+    .bind(&c.currency)
+    .bind(metadata_text(&c.metadata))
+    .bind(c.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE customers SET name = $1, email = $2, currency = $3, metadata = $4 WHERE tenant_id = $5 AND id = $6",
+    )
+    .bind(&c.name)
+    .bind(&c.email)
+    .bind(&c.currency)
+    .bind(metadata_text(&c.metadata))
+    .bind(tenant)
+    .bind(&c.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM customers WHERE tenant_id = $1 AND id = $2"
+    ));
+    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<CustomerRow>, sqlx::Error> {
+    page.fetch(conn, "customers", COLUMNS, tenant, &[], from_row).await
+}

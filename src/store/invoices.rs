@@ -1,0 +1,313 @@
+//! Invoices and their lines.
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use super::Backend;
+use super::page::{Filter, Page, PageQuery};
+use super::rows::{get, metadata, metadata_text};
+use crate::domain::invoice::Status;
+use crate::domain::metadata::Metadata;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvoiceRow {
+    pub id: String,
+    pub customer_id: String,
+    pub status: Status,
+    pub currency: String,
+    pub number: Option<String>,
+    pub due_date: Option<i64>,
+    pub subtotal: i64,
+    pub tax: i64,
+    pub total: i64,
+    pub amount_paid: i64,
+    pub amount_refunded: i64,
+    pub metadata: Metadata,
+    pub created: i64,
+    pub finalized_at: Option<i64>,
+    pub paid_at: Option<i64>,
+    pub voided_at: Option<i64>,
+    pub marked_uncollectible_at: Option<i64>,
+}
+
+impl InvoiceRow {
+    pub fn amount_remaining(&self) -> i64 {
+        match self.status {
+            Status::Open | Status::Uncollectible => self.total - self.amount_paid,
+            Status::Draft | Status::Paid | Status::Void => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineRow {
+    pub id: String,
+    pub description: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    pub tax_rate_bps: Option<i64>,
+    pub amount: i64,
+    pub tax: i64,
+    pub created: i64,
+}
+
+const COLUMNS: &str = "id, customer_id, status, currency, number, due_date, subtotal, tax, total, amount_paid, \
+    amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at";
+
+fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
+    let status: String = get(row, "status")?;
+    Ok(InvoiceRow {
+        id: get(row, "id")?,
+        customer_id: get(row, "customer_id")?,
+        status: Status::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown invoice status {status:?}").into()))?,
+        currency: get(row, "currency")?,
+        number: get(row, "number")?,
+        due_date: get(row, "due_date")?,
+        subtotal: get(row, "subtotal")?,
+        tax: get(row, "tax")?,
+        total: get(row, "total")?,
+        amount_paid: get(row, "amount_paid")?,
+        amount_refunded: get(row, "amount_refunded")?,
+        metadata: metadata(row)?,
+        created: get(row, "created")?,
+        finalized_at: get(row, "finalized_at")?,
+        paid_at: get(row, "paid_at")?,
+        voided_at: get(row, "voided_at")?,
+        marked_uncollectible_at: get(row, "marked_uncollectible_at")?,
+    })
+}
+
+fn line_from_row(row: &AnyRow) -> Result<LineRow, sqlx::Error> {
+    Ok(LineRow {
+        id: get(row, "id")?,
+        description: get(row, "description")?,
+        quantity: get(row, "quantity")?,
+        unit_amount: get(row, "unit_amount")?,
+        tax_rate_bps: get(row, "tax_rate_bps")?,
+        amount: get(row, "amount")?,
+        tax: get(row, "tax")?,
+        created: get(row, "created")?,
+    })
+}
+
+pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO invoices (id, tenant_id, customer_id, status, currency, due_date, subtotal, tax, total, metadata, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&i.id)
+    .bind(tenant)
+    .bind(&i.customer_id)
+    .bind(i.status.as_str())
+    .bind(&i.currency)
+    .bind(i.due_date)
+    .bind(i.subtotal)
+    .bind(i.tax)
+    .bind(i.total)
+    .bind(metadata_text(&i.metadata))
+    .bind(i.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"
+    ));
+    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Reads an invoice to change it. PostgreSQL holds its row until the transaction ends; on SQLite
+/// the write transaction already excludes every other writer.
+pub async fn find_for_update(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    let sql = match backend {
+        Backend::Postgres => format!("SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2 FOR UPDATE"),
+        Backend::Sqlite => format!("SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"),
+    };
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Writes the mutable state of an invoice: status, amounts, number, timestamps, metadata.
+pub async fn update(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    i: &InvoiceRow,
+    number_seq: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE invoices SET status = $1, number = $2, number_seq = COALESCE($3, number_seq), due_date = $4, subtotal = $5, \
+         tax = $6, total = $7, amount_paid = $8, amount_refunded = $9, metadata = $10, finalized_at = $11, paid_at = $12, \
+         voided_at = $13, marked_uncollectible_at = $14 WHERE tenant_id = $15 AND id = $16",
+    )
+    .bind(i.status.as_str())
+    .bind(&i.number)
+    .bind(number_seq)
+    .bind(i.due_date)
+    .bind(i.subtotal)
+    .bind(i.tax)
+    .bind(i.total)
+    .bind(i.amount_paid)
+    .bind(i.amount_refunded)
+    .bind(metadata_text(&i.metadata))
+    .bind(i.finalized_at)
+    .bind(i.paid_at)
+    .bind(i.voided_at)
+    .bind(i.marked_uncollectible_at)
+    .bind(tenant)
+    .bind(&i.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM invoices WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
+         WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY id",
+    )
+    .bind(tenant)
+    .bind(invoice_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(line_from_row).collect()
+}
+
+/// The lines of several invoices in one query, by invoice.
+pub async fn lines_of(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    invoice_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<LineRow>>, sqlx::Error> {
+    let mut by_invoice: std::collections::HashMap<String, Vec<LineRow>> = std::collections::HashMap::new();
+    if invoice_ids.is_empty() {
+        return Ok(by_invoice);
+    }
+    let placeholders: Vec<String> = (0..invoice_ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT invoice_id, id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
+         WHERE tenant_id = $1 AND invoice_id IN ({}) ORDER BY id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+    for id in invoice_ids {
+        query = query.bind(*id);
+    }
+    for row in query.fetch_all(conn).await? {
+        let invoice_id: String = get(&row, "invoice_id")?;
+        by_invoice.entry(invoice_id).or_default().push(line_from_row(&row)?);
+    }
+    Ok(by_invoice)
+}
+
+pub async fn add_refunded(conn: &mut AnyConnection, tenant: &str, id: &str, amount: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE invoices SET amount_refunded = amount_refunded + $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(amount)
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_line(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    invoice_id: &str,
+    l: &LineRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO invoice_lines (id, tenant_id, invoice_id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&l.id)
+    .bind(tenant)
+    .bind(invoice_id)
+    .bind(&l.description)
+    .bind(l.quantity)
+    .bind(l.unit_amount)
+    .bind(l.tax_rate_bps)
+    .bind(l.amount)
+    .bind(l.tax)
+    .bind(l.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE invoice_lines SET description = $1, quantity = $2, unit_amount = $3, tax_rate_bps = $4, amount = $5, tax = $6 \
+         WHERE tenant_id = $7 AND id = $8",
+    )
+    .bind(&l.description)
+    .bind(l.quantity)
+    .bind(l.unit_amount)
+    .bind(l.tax_rate_bps)
+    .bind(l.amount)
+    .bind(l.tax)
+    .bind(tenant)
+    .bind(&l.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(line_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn list(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    page: &PageQuery,
+    filters: &[Filter<'_>],
+) -> Result<Page<InvoiceRow>, sqlx::Error> {
+    page.fetch(conn, "invoices", COLUMNS, tenant, filters, from_row).await
+}
+
+/// Takes the tenant's next invoice number (creating the tenant's counter on first use) and
+/// returns it with the tenant's prefix. Called inside the finalizing transaction: the counter row
+/// stays locked until it commits, and a rollback gives the number back, so numbers have no gaps.
+pub async fn take_number(conn: &mut AnyConnection, tenant: &str, now: i64) -> Result<(i64, String), sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO tenants (id, created, next_invoice_number) VALUES ($1, $2, 2) \
+         ON CONFLICT (id) DO UPDATE SET next_invoice_number = tenants.next_invoice_number + 1 \
+         RETURNING next_invoice_number - 1 AS number, invoice_prefix",
+    )
+    .bind(tenant)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok((get(&row, "number")?, get(&row, "invoice_prefix")?))
+}

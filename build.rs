@@ -9,13 +9,13 @@ use std::path::Path;
 use std::process::Command;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=BILLING_BUILD_COMMIT");
+    println!("cargo:rerun-if-env-changed=BUILD_GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=migrations");
 
-    let commit = env::var("BILLING_BUILD_COMMIT")
+    let commit = env::var("BUILD_GIT_COMMIT")
         .ok()
         .filter(|c| !c.trim().is_empty())
         .or_else(|| command_output("git", &["rev-parse", "HEAD"]))
@@ -24,17 +24,17 @@ fn main() {
     let rustc_version = command_output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     let build_date = env::var("SOURCE_DATE_EPOCH").unwrap_or_default();
 
-    println!("cargo:rustc-env=BILLING_GIT_COMMIT={}", commit.trim());
-    println!("cargo:rustc-env=BILLING_RUSTC_VERSION={}", rustc_version.trim());
+    println!("cargo:rustc-env=BUILDINFO_GIT_COMMIT={}", commit.trim());
+    println!("cargo:rustc-env=BUILDINFO_RUSTC_VERSION={}", rustc_version.trim());
     println!(
-        "cargo:rustc-env=BILLING_TARGET={}",
+        "cargo:rustc-env=BUILDINFO_TARGET={}",
         env::var("TARGET").unwrap_or_default()
     );
     println!(
-        "cargo:rustc-env=BILLING_PROFILE={}",
+        "cargo:rustc-env=BUILDINFO_PROFILE={}",
         env::var("PROFILE").unwrap_or_default()
     );
-    println!("cargo:rustc-env=BILLING_SOURCE_DATE_EPOCH={}", build_date.trim());
+    println!("cargo:rustc-env=BUILDINFO_SOURCE_DATE_EPOCH={}", build_date.trim());
 
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut code = String::new();

@@ -3,12 +3,12 @@ use serde::Serialize;
 
 pub const SERVICE_NAME: &str = "billing-api";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const GIT_COMMIT: &str = env!("BILLING_GIT_COMMIT");
-pub const RUSTC_VERSION: &str = env!("BILLING_RUSTC_VERSION");
-pub const TARGET: &str = env!("BILLING_TARGET");
-pub const PROFILE: &str = env!("BILLING_PROFILE");
+pub const GIT_COMMIT: &str = env!("BUILDINFO_GIT_COMMIT");
+pub const RUSTC_VERSION: &str = env!("BUILDINFO_RUSTC_VERSION");
+pub const TARGET: &str = env!("BUILDINFO_TARGET");
+pub const PROFILE: &str = env!("BUILDINFO_PROFILE");
 /// Empty unless the build was given SOURCE_DATE_EPOCH (reproducible builds never read the clock).
-pub const SOURCE_DATE_EPOCH: &str = env!("BILLING_SOURCE_DATE_EPOCH");
+pub const SOURCE_DATE_EPOCH: &str = env!("BUILDINFO_SOURCE_DATE_EPOCH");
 
 #[derive(Debug, Serialize)]
 pub struct BuildInfo {

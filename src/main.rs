@@ -43,6 +43,10 @@ async fn run(cli: Cli) -> ExitCode {
             print!("{}", config::reference_markdown());
             return ExitCode::SUCCESS;
         }
+        Command::Openapi => {
+            println!("{}", billing_api::api::openapi::json());
+            return ExitCode::SUCCESS;
+        }
         _ => {}
     }
 

@@ -32,7 +32,7 @@ pub struct ProblemDoc {
         description = "Multi-tenant billing: customers, invoices, payments, refunds and a double-entry ledger. \
             Amounts are integers in the currency's minor unit. Every error is application/problem+json.",
     ),
-    components(schemas(ProblemDoc, FieldError)),
+    components(schemas(ProblemDoc, FieldError, crate::domain::ledger::Account)),
     tags(
         (name = "customers", description = "The parties you bill"),
         (name = "invoices", description = "Drafts, finalization, voiding; numbers are gapless per tenant"),
@@ -95,6 +95,10 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         }
         let all = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
         for op in all.into_iter().flatten() {
+            // Handler names repeat across resources (`list`, `create`): qualify them by tag.
+            if let (Some(tag), Some(id)) = (op.tags.as_ref().and_then(|t| t.first()), op.operation_id.as_ref()) {
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
             op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
             for (status, description) in ERRORS {
                 op.responses.responses.entry((*status).to_owned()).or_insert_with(|| {
@@ -125,5 +129,6 @@ fn add_idempotency_key(op: &mut Operation) {
 /// The document as JSON, for `/openapi.json` and `billing-api openapi`.
 pub fn json() -> String {
     let (_, api) = super::routes();
-    api.to_pretty_json().unwrap_or_default()
+    api.to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

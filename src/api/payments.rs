@@ -151,7 +151,7 @@ pub async fn list(
     Ok(Json(List::from_page(rows, Payment::from)))
 }
 
-#[utoipa::path(post, path = "/v1/refunds", tag = "refunds", request_body = RefundParams,
+#[utoipa::path(post, path = "/v1/refunds", tag = "refunds", operation_id = "create", request_body = RefundParams,
     responses((status = 201, description = "The refund", body = Refund)))]
 pub async fn create_refund(
     State(state): State<AppState>,
@@ -192,7 +192,7 @@ pub async fn create_refund(
     )
 }
 
-#[utoipa::path(get, path = "/v1/refunds/{id}", tag = "refunds", params(("id" = String, Path, description = "Refund id")),
+#[utoipa::path(get, path = "/v1/refunds/{id}", tag = "refunds", operation_id = "retrieve", params(("id" = String, Path, description = "Refund id")),
     responses((status = 200, description = "The refund", body = Refund)))]
 pub async fn retrieve_refund(
     State(state): State<AppState>,
@@ -213,7 +213,7 @@ pub struct RefundFilters {
     payment: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/refunds", tag = "refunds", params(list::PageParams, RefundFilters),
+#[utoipa::path(get, path = "/v1/refunds", tag = "refunds", operation_id = "list", params(list::PageParams, RefundFilters),
     responses((status = 200, description = "Refunds, newest first", body = List<Refund>)))]
 pub async fn list_refunds(
     State(state): State<AppState>,

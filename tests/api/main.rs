@@ -1,8 +1,16 @@
 //! Integration tests: one binary (one link step), one module per capability.
 mod helpers;
 
+mod auth;
+mod billing;
+mod concurrency;
 mod health;
 mod http_errors;
+mod idempotency;
 mod middleware;
 mod migrations;
+mod openapi;
 mod process;
+mod properties;
+mod tenancy;
+mod walkthrough;

@@ -403,3 +403,18 @@ async fn concurrent_migrate_runs_on_postgres_all_succeed_and_apply_each_migratio
     assert!(rows.iter().all(|(_, n)| *n == 1), "{rows:?}");
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
 }
+
+#[test]
+fn the_binary_ignores_what_cargo_puts_in_its_environment() {
+    // `cargo run` and `cargo test` export the build script's variables; none may look like a setting.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::helpers::process::BIN)
+        .args(["config", "check"])
+        .env(
+            "BILLING_DATABASE__URL",
+            format!("sqlite://{}/x.db", dir.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

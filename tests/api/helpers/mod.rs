@@ -1,5 +1,7 @@
 //! Test harness: the app in-process on 127.0.0.1:0 with a fresh database per test, on SQLite
 //! or PostgreSQL; and the real binary for process-level tests.
+pub mod api;
+pub mod jwt;
 pub mod postgres;
 pub mod process;
 
@@ -37,6 +39,14 @@ impl TestDb {
     /// A migrated database, or `None` (test skipped) when PostgreSQL is not available here.
     pub async fn migrated(backend: Backend) -> Option<TestDb> {
         Self::create(backend, true).await
+    }
+
+    /// The database of a running app, for a second app (a replica) on it.
+    pub fn shared(app: &TestApp) -> TestDb {
+        TestDb {
+            url: app._db.url.clone(),
+            _dir: None,
+        }
     }
 
     /// A database with no tables at all.

@@ -1,0 +1,499 @@
+//! Property-based tests: random sequences of billing operations, valid and invalid, applied
+//! through the same operations the API uses; after every step the books must hold together.
+use std::collections::{BTreeMap, BTreeSet};
+
+use billing_api::billing::invoices::{self, LineUpdate, NewInvoice, NewLine};
+use billing_api::billing::payments::{self, NewPayment, NewRefund};
+use billing_api::billing::{BillingError, Ctx, customers};
+use billing_api::domain::money::Currency;
+use billing_api::store::{Backend, Store};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use sqlx::Row;
+
+use crate::helpers::{TestDb, config_for};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Customer(usize),
+    Draft {
+        customer: usize,
+        lines: Vec<(i64, i64, Option<i64>)>,
+    },
+    AddLine {
+        invoice: usize,
+        line: (i64, i64, Option<i64>),
+    },
+    UpdateLine {
+        invoice: usize,
+        line: usize,
+        quantity: i64,
+    },
+    DeleteLine {
+        invoice: usize,
+        line: usize,
+    },
+    Finalize(usize),
+    Void(usize),
+    Uncollectible(usize),
+    Delete(usize),
+    /// Pays `part` quarters of what is left; 5 quarters is one more than is left.
+    Pay {
+        invoice: usize,
+        part: i64,
+        wrong_currency: bool,
+    },
+    /// Refunds `part` quarters of what is refundable (5: one more), or all of it.
+    Refund {
+        payment: usize,
+        part: Option<i64>,
+    },
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Customer(_) => "Customer",
+            Op::Draft { .. } => "Draft",
+            Op::AddLine { .. } => "AddLine",
+            Op::UpdateLine { .. } => "UpdateLine",
+            Op::DeleteLine { .. } => "DeleteLine",
+            Op::Finalize(_) => "Finalize",
+            Op::Void(_) => "Void",
+            Op::Uncollectible(_) => "Uncollectible",
+            Op::Delete(_) => "Delete",
+            Op::Pay { .. } => "Pay",
+            Op::Refund { .. } => "Refund",
+        }
+    }
+}
+
+const CURRENCIES: [&str; 3] = ["usd", "jpy", "kwd"];
+
+fn line() -> impl Strategy<Value = (i64, i64, Option<i64>)> {
+    // Amounts and rates that often land on exactly half a minor unit, where rounding shows.
+    let unit = prop_oneof![Just(1i64), Just(10), Just(1000), 0i64..5000];
+    let rate = prop_oneof![Just(0i64), Just(825), Just(5000), Just(1250), 1i64..10_000];
+    (1i64..5, unit, prop::option::of(rate))
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let ix = 0usize..8;
+    prop_oneof![
+        1 => (0usize..3).prop_map(Op::Customer),
+        3 => (ix.clone(), prop::collection::vec(line(), 0..4)).prop_map(|(customer, lines)| Op::Draft { customer, lines }),
+        2 => (ix.clone(), line()).prop_map(|(invoice, line)| Op::AddLine { invoice, line }),
+        1 => (ix.clone(), ix.clone(), 1i64..5).prop_map(|(invoice, line, quantity)| Op::UpdateLine { invoice, line, quantity }),
+        1 => (ix.clone(), ix.clone()).prop_map(|(invoice, line)| Op::DeleteLine { invoice, line }),
+        4 => ix.clone().prop_map(Op::Finalize),
+        1 => ix.clone().prop_map(Op::Void),
+        1 => ix.clone().prop_map(Op::Uncollectible),
+        1 => ix.clone().prop_map(Op::Delete),
+        5 => (ix.clone(), 1i64..=5, prop::bool::weighted(0.1)).prop_map(|(invoice, part, wrong_currency)| Op::Pay { invoice, part, wrong_currency }),
+        3 => (ix, prop::option::of(1i64..=5)).prop_map(|(payment, part)| Op::Refund { payment, part }),
+    ]
+}
+
+/// A step whose target does not exist yet (no customer, invoice or payment to act on).
+const SKIPPED: &str = "nothing to act on";
+
+/// Ids created so far in one case (the store is the truth; these are only handles).
+#[derive(Default)]
+struct Handles {
+    customers: Vec<(String, &'static str)>,
+    invoices: Vec<String>,
+    payments: Vec<String>,
+}
+
+/// `part` quarters of `of`, at least 1; 5 quarters means one more than `of`.
+fn quarters(of: i64, part: i64) -> i64 {
+    if part >= 5 {
+        of + 1
+    } else {
+        ((of * part + 3) / 4).max(1)
+    }
+}
+
+fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
+    (!items.is_empty()).then(|| items[i % items.len()].clone())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    /// Refused by the rules; it must leave no trace.
+    Refused,
+    Skipped,
+}
+
+/// Applies one operation in its own transaction; `Err` only for database failures.
+async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Outcome, BillingError> {
+    let mut tx = store.pool().begin_with(store.backend().begin_write_sql()).await?;
+    let result: Result<(), BillingError> = async {
+        let new_line = |(quantity, unit_amount, tax_rate_bps): (i64, i64, Option<i64>)| NewLine {
+            description: "x".into(),
+            quantity,
+            unit_amount,
+            tax_rate_bps,
+        };
+        match op {
+            Op::Customer(c) => {
+                let currency = Currency::parse(CURRENCIES[*c]);
+                let row = customers::create(
+                    &mut tx,
+                    ctx,
+                    customers::NewCustomer {
+                        currency,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                h.customers.push((row.id, CURRENCIES[*c]));
+            }
+            Op::Draft { customer, lines } => {
+                let Some((customer_id, _)) = pick(&h.customers, *customer) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                let input = NewInvoice {
+                    customer_id,
+                    currency: None,
+                    due_date: None,
+                    lines: lines.iter().copied().map(new_line).collect(),
+                    metadata: Default::default(),
+                };
+                let inv = invoices::create(&mut tx, ctx, input).await?;
+                h.invoices.push(inv.invoice.id);
+            }
+            Op::AddLine { invoice, line } => {
+                let Some(id) = pick(&h.invoices, *invoice) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                invoices::add_line(&mut tx, ctx, &id, new_line(*line)).await?;
+            }
+            Op::UpdateLine {
+                invoice,
+                line,
+                quantity,
+            } => {
+                let Some(id) = pick(&h.invoices, *invoice) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                let lines = billing_api::store::invoices::lines(&mut tx, &ctx.tenant, &id).await?;
+                let Some(l) = pick(&lines, *line) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                invoices::update_line(
+                    &mut tx,
+                    ctx,
+                    &id,
+                    &l.id,
+                    LineUpdate {
+                        quantity: Some(*quantity),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            }
+            Op::DeleteLine { invoice, line } => {
+                let Some(id) = pick(&h.invoices, *invoice) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                let lines = billing_api::store::invoices::lines(&mut tx, &ctx.tenant, &id).await?;
+                let Some(l) = pick(&lines, *line) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                invoices::delete_line(&mut tx, ctx, &id, &l.id).await?;
+            }
+            Op::Finalize(i) | Op::Void(i) | Op::Uncollectible(i) | Op::Delete(i) => {
+                let Some(id) = pick(&h.invoices, *i) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                match op {
+                    Op::Finalize(_) => drop(invoices::finalize(&mut tx, ctx, &id).await?),
+                    Op::Void(_) => drop(invoices::void(&mut tx, ctx, &id).await?),
+                    Op::Uncollectible(_) => drop(invoices::mark_uncollectible(&mut tx, ctx, &id).await?),
+                    _ => invoices::delete(&mut tx, ctx, &id).await?,
+                }
+            }
+            Op::Pay {
+                invoice,
+                part,
+                wrong_currency,
+            } => {
+                let Some(id) = pick(&h.invoices, *invoice) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                let inv = billing_api::store::invoices::find(&mut tx, &ctx.tenant, &id).await?;
+                let code = match (&inv, wrong_currency) {
+                    (Some(_), true) => "eur".to_owned(),
+                    (Some(inv), false) => inv.currency.clone(),
+                    (None, _) => "usd".to_owned(),
+                };
+                let currency = Currency::parse(&code).ok_or(BillingError::NotFound("currency"))?;
+                let remaining = inv.as_ref().map_or(0, |i| i.total - i.amount_paid);
+                let amount = quarters(remaining, *part);
+                let p = payments::record(
+                    &mut tx,
+                    ctx,
+                    NewPayment {
+                        invoice_id: id,
+                        amount,
+                        currency,
+                        reference: None,
+                        metadata: Default::default(),
+                    },
+                )
+                .await?;
+                h.payments.push(p.id);
+            }
+            Op::Refund { payment, part } => {
+                let Some(id) = pick(&h.payments, *payment) else {
+                    return Err(BillingError::NotFound(SKIPPED));
+                };
+                let p = billing_api::store::payments::find(&mut tx, &ctx.tenant, &id).await?;
+                let refundable = p.map_or(0, |p| p.amount - p.amount_refunded);
+                let amount = part.map(|part| quarters(refundable, part));
+                payments::refund(
+                    &mut tx,
+                    ctx,
+                    NewRefund {
+                        payment_id: id,
+                        amount,
+                        reason: None,
+                        metadata: Default::default(),
+                    },
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tx.commit().await?;
+            Ok(Outcome::Applied)
+        }
+        Err(BillingError::Db(e)) => Err(BillingError::Db(e)),
+        Err(refusal) => {
+            tx.rollback().await?;
+            Ok(if matches!(refusal, BillingError::NotFound(SKIPPED)) {
+                Outcome::Skipped
+            } else {
+                Outcome::Refused
+            })
+        }
+    }
+}
+
+/// Every invariant of the books for one tenant; returns the first violation.
+async fn check(store: &Store, tenant: &str) -> Result<(), String> {
+    let mut conn = store.pool().acquire().await.map_err(|e| e.to_string())?;
+    let q = |sql: &'static str| sqlx::query(sql).bind(tenant.to_owned());
+    let db = |e: sqlx::Error| e.to_string();
+
+    // Lines: amount = quantity × unit_amount, tax by the stated rounding rule.
+    let mut sums: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for r in
+        q("SELECT invoice_id, quantity, unit_amount, tax_rate_bps, amount, tax FROM invoice_lines WHERE tenant_id = $1")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?
+    {
+        let (qty, unit, bps, amount, tax): (i64, i64, Option<i64>, i64, i64) = (
+            r.get("quantity"),
+            r.get("unit_amount"),
+            r.get("tax_rate_bps"),
+            r.get("amount"),
+            r.get("tax"),
+        );
+        // The stated rule, written out independently: half away from zero, per line.
+        let expected_tax = bps.map_or(0, |b| (amount * b + 5_000) / 10_000);
+        if amount != qty * unit || tax != expected_tax {
+            return Err(format!(
+                "line arithmetic: {qty} × {unit} at {bps:?} stored as {amount} + {tax}"
+            ));
+        }
+        let e = sums.entry(r.get("invoice_id")).or_default();
+        e.0 += amount;
+        e.1 += tax;
+    }
+    let mut paid_by_invoice: BTreeMap<String, i64> = BTreeMap::new();
+    for r in q("SELECT invoice_id, amount FROM payments WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        *paid_by_invoice.entry(r.get("invoice_id")).or_default() += r.get::<i64, _>("amount");
+    }
+    let mut refunded_by_payment: BTreeMap<String, i64> = BTreeMap::new();
+    let mut refunded_by_invoice: BTreeMap<String, i64> = BTreeMap::new();
+    for r in q("SELECT payment_id, invoice_id, amount FROM refunds WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        *refunded_by_payment.entry(r.get("payment_id")).or_default() += r.get::<i64, _>("amount");
+        *refunded_by_invoice.entry(r.get("invoice_id")).or_default() += r.get::<i64, _>("amount");
+    }
+    let mut numbers = BTreeSet::new();
+    for r in q("SELECT id, status, subtotal, tax, total, amount_paid, amount_refunded, number_seq, finalized_at FROM invoices WHERE tenant_id = $1").fetch_all(&mut *conn).await.map_err(db)? {
+        let id: String = r.get("id");
+        let status: String = r.get("status");
+        let (subtotal, tax, total, paid, refunded): (i64, i64, i64, i64, i64) = (r.get("subtotal"), r.get("tax"), r.get("total"), r.get("amount_paid"), r.get("amount_refunded"));
+        let (lines_amount, lines_tax) = sums.get(&id).copied().unwrap_or_default();
+        if (subtotal, tax, total) != (lines_amount, lines_tax, lines_amount + lines_tax) {
+            return Err(format!("{id}: totals {subtotal}+{tax}={total} but lines sum to {lines_amount}+{lines_tax}"));
+        }
+        if paid != paid_by_invoice.get(&id).copied().unwrap_or(0) || refunded != refunded_by_invoice.get(&id).copied().unwrap_or(0) {
+            return Err(format!("{id}: amount_paid/refunded disagree with payments/refunds"));
+        }
+        if total - paid < 0 {
+            return Err(format!("{id}: amount_remaining < 0"));
+        }
+        let finalized = r.get::<Option<i64>, _>("finalized_at").is_some();
+        let settled = finalized && status != "void" && total - paid == 0;
+        if (status == "paid") != settled {
+            return Err(format!("{id}: status {status} but finalized={finalized}, remaining={}", total - paid));
+        }
+        if status == "draft" && (finalized || paid != 0) {
+            return Err(format!("{id}: a draft with a number or payments"));
+        }
+        if let Some(n) = r.get::<Option<i64>, _>("number_seq") {
+            numbers.insert(n);
+        }
+    }
+    let expected: BTreeSet<i64> = (1..=numbers.len() as i64).collect();
+    if numbers != expected {
+        return Err(format!("invoice numbers not gapless: {numbers:?}"));
+    }
+    for r in q("SELECT id, amount, amount_refunded FROM payments WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        let (id, amount, refunded): (String, i64, i64) = (r.get("id"), r.get("amount"), r.get("amount_refunded"));
+        if refunded > amount || refunded != refunded_by_payment.get(&id).copied().unwrap_or(0) {
+            return Err(format!("{id}: refunded {refunded} of {amount}"));
+        }
+    }
+    let mut per_tx: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut receivable: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for r in q("SELECT transaction_id, account, customer_id, amount, currency FROM ledger_entries WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        let amount: i64 = r.get("amount");
+        *per_tx.entry((r.get("transaction_id"), r.get("currency"))).or_default() += amount;
+        if r.get::<String, _>("account") == "accounts_receivable" {
+            *receivable.entry((r.get("customer_id"), r.get("currency"))).or_default() += amount;
+        }
+    }
+    if let Some(((tx, currency), sum)) = per_tx.iter().find(|(_, sum)| **sum != 0) {
+        return Err(format!("ledger transaction {tx} sums to {sum} {currency}"));
+    }
+    let mut balances: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for r in q("SELECT customer_id, currency, balance FROM customer_balances WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        balances.insert((r.get("customer_id"), r.get("currency")), r.get("balance"));
+    }
+    receivable.retain(|_, v| *v != 0);
+    balances.retain(|_, v| *v != 0);
+    if receivable != balances {
+        return Err(format!("balances {balances:?} differ from postings {receivable:?}"));
+    }
+    Ok(())
+}
+
+async fn run_properties(backend: Backend, cases: u32) {
+    let Some(db) = TestDb::migrated(backend).await else {
+        return;
+    };
+    let store = Store::connect_lazy(&config_for(&db.url, &[]).database).unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(cases);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let applied: std::sync::Mutex<BTreeMap<&'static str, (usize, usize)>> = Default::default();
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&prop::collection::vec(op(), 1..60), |ops| {
+            let case = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ctx = Ctx {
+                backend,
+                tenant: format!("prop-{case}"),
+                actor: "test".into(),
+                request_id: "test".into(),
+                now: billing_api::billing::now(),
+            };
+            runtime.block_on(async {
+                let mut handles = Handles::default();
+                for (step, op) in ops.iter().enumerate() {
+                    let outcome = match apply(&store, &ctx, &mut handles, op).await {
+                        Ok(outcome) => outcome,
+                        Err(e) => return Err(TestCaseError::fail(format!("step {step} {op:?}: database error {e}"))),
+                    };
+                    {
+                        let mut counts = applied.lock().unwrap();
+                        let entry = counts.entry(op.name()).or_default();
+                        match outcome {
+                            Outcome::Applied => entry.0 += 1,
+                            Outcome::Refused => entry.1 += 1,
+                            Outcome::Skipped => {}
+                        }
+                    }
+                    check(&store, &ctx.tenant)
+                        .await
+                        .map_err(|v| TestCaseError::fail(format!("after step {step} {op:?}: {v}")))?;
+                }
+                Ok(())
+            })
+        })
+    });
+    let applied = applied.into_inner().unwrap();
+    eprintln!(
+        "{} generated cases on {}; operations (applied, refused): {applied:?}",
+        counter.into_inner(),
+        backend.name()
+    );
+    store.close().await;
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The generator must reach the interesting states, or the invariants prove little.
+    for op in [
+        "Finalize",
+        "Pay",
+        "Refund",
+        "Void",
+        "Uncollectible",
+        "Delete",
+        "UpdateLine",
+    ] {
+        let (took, refused) = applied.get(op).copied().unwrap_or_default();
+        assert!(
+            took > 0 && refused > 0,
+            "{op} was never both applied and refused: {applied:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_hold_together_on_sqlite() {
+    run_properties(Backend::Sqlite, 64).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_hold_together_on_postgres() {
+    run_properties(Backend::Postgres, 64).await;
+}

@@ -1,0 +1,207 @@
+//! Tenant isolation, route by route: every operation the OpenAPI document lists is called by
+//! another tenant with the first tenant's ids, and must answer as if they did not exist.
+use std::collections::BTreeMap;
+
+use billing_api::store::Backend;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::spawn_app;
+
+backend_tests!(another_tenants_ids_are_indistinguishable_from_missing_ones);
+
+/// A listing path, the kind of id its cursors take, and its filters as (parameter, kind).
+type Listing = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let a = app.tenant("tenant-a").await;
+    let b = app.tenant("tenant-b").await;
+
+    // Tenant A's objects: a customer, a draft with a line, a paid invoice with a payment and a refund.
+    let customer = a.customer("usd").await;
+    let draft = a.draft(&customer, &[(1, 100, None)]).await;
+    let draft_id = draft["id"].as_str().unwrap().to_owned();
+    let line = draft["lines"]["data"][0]["id"].as_str().unwrap().to_owned();
+    let invoice = a.open_invoice(&customer, 500).await;
+    let payment = a.pay(&invoice, 500, "usd").await.id();
+    let refund = a
+        .post("/v1/refunds", json!({"payment": payment, "amount": 10}))
+        .await
+        .id();
+    let ids: BTreeMap<&str, &str> = [
+        ("customer", customer.as_str()),
+        ("invoice", draft_id.as_str()),
+        ("line", line.as_str()),
+        ("payment", payment.as_str()),
+        ("refund", refund.as_str()),
+    ]
+    .into();
+    let before = snapshot(&a, &customer, &draft_id, &invoice, &payment).await;
+
+    // What tenant B sends to each route: the path with A's ids, and a body that would be valid.
+    let cases: Vec<(&str, &str, String, Option<Value>)> = vec![
+        ("get", "/v1/customers/{id}", format!("/v1/customers/{customer}"), None),
+        (
+            "post",
+            "/v1/customers/{id}",
+            format!("/v1/customers/{customer}"),
+            Some(json!({"name": "stolen"})),
+        ),
+        (
+            "get",
+            "/v1/customers/{id}/balance",
+            format!("/v1/customers/{customer}/balance"),
+            None,
+        ),
+        ("get", "/v1/invoices/{id}", format!("/v1/invoices/{invoice}"), None),
+        ("delete", "/v1/invoices/{id}", format!("/v1/invoices/{draft_id}"), None),
+        (
+            "post",
+            "/v1/invoices",
+            "/v1/invoices".into(),
+            Some(json!({"customer": customer})),
+        ),
+        (
+            "post",
+            "/v1/invoices/{id}/lines",
+            format!("/v1/invoices/{draft_id}/lines"),
+            Some(json!({"description": "x", "unit_amount": 1})),
+        ),
+        (
+            "post",
+            "/v1/invoices/{id}/lines/{line_id}",
+            format!("/v1/invoices/{draft_id}/lines/{line}"),
+            Some(json!({"quantity": 2})),
+        ),
+        (
+            "delete",
+            "/v1/invoices/{id}/lines/{line_id}",
+            format!("/v1/invoices/{draft_id}/lines/{line}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/invoices/{id}/finalize",
+            format!("/v1/invoices/{draft_id}/finalize"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/v1/invoices/{id}/void",
+            format!("/v1/invoices/{invoice}/void"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/v1/invoices/{id}/mark_uncollectible",
+            format!("/v1/invoices/{invoice}/mark_uncollectible"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/v1/payments",
+            "/v1/payments".into(),
+            Some(json!({"invoice": invoice, "amount": 1, "currency": "usd"})),
+        ),
+        ("get", "/v1/payments/{id}", format!("/v1/payments/{payment}"), None),
+        (
+            "post",
+            "/v1/refunds",
+            "/v1/refunds".into(),
+            Some(json!({"payment": payment, "amount": 1})),
+        ),
+        ("get", "/v1/refunds/{id}", format!("/v1/refunds/{refund}"), None),
+    ];
+    // Listings: A's ids as cursors are 404; as filters they match nothing.
+    let lists: Vec<Listing> = vec![
+        ("/v1/customers", "customer", &[]),
+        ("/v1/invoices", "invoice", &[("customer", "customer")]),
+        ("/v1/payments", "payment", &[("invoice", "invoice")]),
+        ("/v1/refunds", "refund", &[("payment", "payment")]),
+        ("/v1/ledger_entries", "", &[("customer", "customer")]),
+    ];
+
+    let doc = app.get("/openapi.json").await.json::<Value>().await.unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| ["get", "post", "delete", "patch", "put"].contains(&m.as_str()))
+        {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    let mut covered: Vec<(String, String)> = cases
+        .iter()
+        .map(|(m, p, _, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    covered.extend(lists.iter().map(|(p, _, _)| ("get".to_owned(), (*p).to_owned())));
+    covered.push(("post".into(), "/v1/customers".into())); // creates in B's own tenant
+    documented.sort();
+    covered.sort();
+    assert_eq!(documented, covered, "every documented route is checked for isolation");
+
+    for (method, template, path, body) in &cases {
+        let reply = b
+            .send(method.to_uppercase().parse().unwrap(), path, body.clone(), None)
+            .await;
+        assert_eq!(
+            reply.status, 404,
+            "{method} {template} as another tenant: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["code"], "not_found");
+    }
+    for (path, cursor_kind, filters) in &lists {
+        let page = b.get(path).await.expect(200);
+        assert!(
+            page["data"].as_array().unwrap().is_empty(),
+            "{path} lists nothing of tenant A"
+        );
+        if let Some(id) = ids.get(cursor_kind) {
+            assert_eq!(
+                b.get(&format!("{path}?starting_after={id}")).await.status,
+                404,
+                "{path} cursor"
+            );
+            assert_eq!(
+                b.get(&format!("{path}?ending_before={id}")).await.status,
+                404,
+                "{path} cursor"
+            );
+        }
+        for (param, kind) in filters.iter() {
+            let page = b.get(&format!("{path}?{param}={}", ids[kind])).await.expect(200);
+            assert!(page["data"].as_array().unwrap().is_empty(), "{path}?{param}");
+        }
+    }
+    assert_eq!(
+        snapshot(&a, &customer, &draft_id, &invoice, &payment).await,
+        before,
+        "tenant A's objects did not change"
+    );
+}
+
+async fn snapshot(
+    api: &crate::helpers::api::Api,
+    customer: &str,
+    draft: &str,
+    invoice: &str,
+    payment: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in [
+        format!("/v1/customers/{customer}"),
+        format!("/v1/invoices/{draft}"),
+        format!("/v1/invoices/{invoice}"),
+        format!("/v1/payments/{payment}"),
+        format!("/v1/customers/{customer}/balance"),
+        "/v1/ledger_entries?limit=100".to_owned(),
+    ] {
+        out.push(api.get(&path).await.expect(200));
+    }
+    out
+}

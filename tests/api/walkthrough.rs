@@ -1,0 +1,43 @@
+//! The README's curl walkthrough, run as written against the real binary.
+use std::time::Duration;
+
+use crate::helpers::process::{BIN, Server};
+
+#[test]
+fn the_readme_walkthrough_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- walkthrough").expect("walkthrough marker");
+    let block = &readme[start..];
+    let body_start = block.find("```sh\n").expect("sh block") + 6;
+    let script = &block[body_start..body_start + block[body_start..].find("```").unwrap()];
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/billing.db", dir.path().display());
+    let env = [
+        ("BILLING_DATABASE__URL", db.as_str()),
+        ("BILLING_SERVER__PORT", "0"),
+        ("BILLING_SHUTDOWN__GRACE_PERIOD", "0s"),
+    ];
+    let server = Server::start(&env);
+    let addr = server.wait_for_address();
+
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("BASE", format!("http://{addr}"))
+        .env("BILLING_DATABASE__URL", &db)
+        .env("PATH", path)
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the walkthrough failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(r#""number": "INV-000001""#), "{stdout}");
+    assert!(stdout.contains(r#""total": 3248"#), "{stdout}");
+    assert!(
+        stdout.contains(r#"[{"currency":"usd","amount":1248,"formatted":"12.48"}]"#),
+        "{stdout}"
+    );
+    std::thread::sleep(Duration::from_millis(10));
+}

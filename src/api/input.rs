@@ -215,3 +215,38 @@ impl Check {
         build().ok_or_else(Problem::internal)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Body {
+        #[serde(default)]
+        name: Field<String>,
+        #[serde(default)]
+        amount: Field<i64>,
+        #[serde(flatten)]
+        unknown: Unknown,
+    }
+
+    fn check(json: Value) -> Result<(String, i64), Problem> {
+        let body: Body = JsonBody(json).read()?;
+        let mut c = Check::new();
+        c.unknown("", &body.unknown);
+        let name = c.required("name", body.name);
+        let amount = c.required("amount", body.amount);
+        c.finish(|| Some((name?, amount?)))
+    }
+
+    #[test]
+    fn every_field_problem_is_reported_at_once() {
+        assert_eq!(check(serde_json::json!({"name": "a", "amount": 1})).unwrap(), ("a".into(), 1));
+        let p = check(serde_json::json!({"name": 5, "typo": true})).unwrap_err();
+        assert_eq!((p.status.as_u16(), p.code), (422, "validation_failed"));
+        let fields: Vec<(&str, &str)> = p.errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(fields, [("typo", "unknown_field"), ("name", "invalid"), ("amount", "required")]);
+        let p = check(serde_json::json!([1, 2])).unwrap_err();
+        assert_eq!(p.status.as_u16(), 422, "a body that is not an object");
+    }
+}

@@ -16,8 +16,31 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Every field error `code`, each documented in docs/errors.md.
+pub const FIELD_CODES: &[&str] = &[
+    "required",
+    "invalid",
+    "invalid_length",
+    "invalid_email",
+    "invalid_currency",
+    "invalid_id",
+    "invalid_metadata",
+    "out_of_range",
+    "unknown_field",
+    "unknown_parameter",
+    "conflict",
+    "too_many",
+    "too_many_keys",
+    "amount_too_large",
+    "currency_mismatch",
+    "currency_locked",
+    "exceeds_amount_remaining",
+    "exceeds_refundable",
+];
+
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(FIELD_CODES.contains(&code), "field error code {code:?} is not in FIELD_CODES (and docs/errors.md)");
         FieldError {
             field: field.into(),
             code,

@@ -1,5 +1,4 @@
 //! The HTTP surface: router, middleware stack, errors and extractors.
-pub mod extract;
 pub mod health;
 pub mod middleware;
 pub mod problem;

@@ -9,6 +9,34 @@ use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// Every problem `code` the API answers with, each documented in docs/errors.md.
+pub const CODES: &[&str] = &[
+    "bad_request",
+    "malformed_json",
+    "invalid_idempotency_key",
+    "unauthenticated",
+    "insufficient_scope",
+    "not_found",
+    "method_not_allowed",
+    "request_timeout",
+    "invoice_not_draft",
+    "invoice_not_payable",
+    "invoice_has_payments",
+    "invalid_state_transition",
+    "duplicate_reference",
+    "payment_fully_refunded",
+    "too_many_lines",
+    "idempotency_key_in_use",
+    "payload_too_large",
+    "unsupported_media_type",
+    "validation_failed",
+    "idempotency_key_reused",
+    "http_error",
+    "internal_error",
+    "overloaded",
+    "database_unavailable",
+];
+
 /// Where the `type` URIs point: the error catalogue in the repository.
 const TYPE_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/errors.md#");
 
@@ -45,6 +73,7 @@ pub struct Details {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        debug_assert!(CODES.contains(&code), "problem code {code:?} is not in CODES (and docs/errors.md)");
         Problem(Box::new(Details {
             status,
             code,
@@ -205,6 +234,20 @@ impl From<sqlx::Error> for Problem {
                 tracing::error!(error = %crate::store::describe_error(&other), "database error");
                 Problem::internal()
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_code_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
+        for code in super::CODES {
+            assert!(doc.contains(&format!("<a id=\"{code}\"></a>`{code}`")), "docs/errors.md lacks {code}");
+        }
+        for code in crate::domain::FIELD_CODES {
+            assert!(doc.contains(&format!("| `{code}` |")), "docs/errors.md lacks field code {code}");
         }
     }
 }

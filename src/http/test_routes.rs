@@ -5,10 +5,10 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
-use super::extract;
+use crate::api::input::{Check, Field, JsonBody, Unknown};
 use super::problem::Problem;
 
 pub fn routes() -> Router<AppState> {
@@ -35,15 +35,24 @@ async fn panic() -> &'static str {
     panic!("test route asked to panic")
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize)]
 struct Echo {
-    name: String,
-    amount: i64,
+    #[serde(default)]
+    name: Field<String>,
+    #[serde(default)]
+    amount: Field<i64>,
+    #[serde(flatten)]
+    unknown: Unknown,
 }
 
-async fn echo(extract::Json(body): extract::Json<Echo>) -> Json<Echo> {
-    Json(body)
+/// Reads a body the way every API route does, and sends it back.
+async fn echo(body: JsonBody) -> Result<Json<serde_json::Value>, Problem> {
+    let echo: Echo = body.read()?;
+    let mut check = Check::new();
+    check.unknown("", &echo.unknown);
+    let name = check.required("name", echo.name);
+    let amount = check.required("amount", echo.amount);
+    check.finish(|| Some(Json(serde_json::json!({ "name": name?, "amount": amount? }))))
 }
 
 /// Runs a query on a pooled connection and keeps the connection for `ms`.

@@ -241,11 +241,17 @@ mod tests {
 
     #[test]
     fn every_field_problem_is_reported_at_once() {
-        assert_eq!(check(serde_json::json!({"name": "a", "amount": 1})).unwrap(), ("a".into(), 1));
+        assert_eq!(
+            check(serde_json::json!({"name": "a", "amount": 1})).unwrap(),
+            ("a".into(), 1)
+        );
         let p = check(serde_json::json!({"name": 5, "typo": true})).unwrap_err();
         assert_eq!((p.status.as_u16(), p.code), (422, "validation_failed"));
         let fields: Vec<(&str, &str)> = p.errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
-        assert_eq!(fields, [("typo", "unknown_field"), ("name", "invalid"), ("amount", "required")]);
+        assert_eq!(
+            fields,
+            [("typo", "unknown_field"), ("name", "invalid"), ("amount", "required")]
+        );
         let p = check(serde_json::json!([1, 2])).unwrap_err();
         assert_eq!(p.status.as_u16(), 422, "a body that is not an object");
     }

@@ -359,8 +359,8 @@ pub struct NoParams {
 macro_rules! action {
     ($name:ident, $path:literal, $op:path, $doc:literal) => {
         #[utoipa::path(post, path = $path, tag = "invoices", request_body(content = Option<NoParams>),
-                                            params(("id" = String, Path, description = "Invoice id")),
-                                            responses((status = 200, description = $doc, body = Invoice)))]
+                                                    params(("id" = String, Path, description = "Invoice id")),
+                                                    responses((status = 200, description = $doc, body = Invoice)))]
         pub async fn $name(
             State(state): State<AppState>,
             principal: Principal,

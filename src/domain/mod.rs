@@ -40,7 +40,10 @@ pub const FIELD_CODES: &[&str] = &[
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(FIELD_CODES.contains(&code), "field error code {code:?} is not in FIELD_CODES (and docs/errors.md)");
+        debug_assert!(
+            FIELD_CODES.contains(&code),
+            "field error code {code:?} is not in FIELD_CODES (and docs/errors.md)"
+        );
         FieldError {
             field: field.into(),
             code,

@@ -73,7 +73,10 @@ pub struct Details {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        debug_assert!(CODES.contains(&code), "problem code {code:?} is not in CODES (and docs/errors.md)");
+        debug_assert!(
+            CODES.contains(&code),
+            "problem code {code:?} is not in CODES (and docs/errors.md)"
+        );
         Problem(Box::new(Details {
             status,
             code,
@@ -244,10 +247,16 @@ mod tests {
     fn every_code_is_documented() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/errors.md")).unwrap();
         for code in super::CODES {
-            assert!(doc.contains(&format!("<a id=\"{code}\"></a>`{code}`")), "docs/errors.md lacks {code}");
+            assert!(
+                doc.contains(&format!("<a id=\"{code}\"></a>`{code}`")),
+                "docs/errors.md lacks {code}"
+            );
         }
         for code in crate::domain::FIELD_CODES {
-            assert!(doc.contains(&format!("| `{code}` |")), "docs/errors.md lacks field code {code}");
+            assert!(
+                doc.contains(&format!("| `{code}` |")),
+                "docs/errors.md lacks field code {code}"
+            );
         }
     }
 }

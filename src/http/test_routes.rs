@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use crate::api::input::{Check, Field, JsonBody, Unknown};
 use super::problem::Problem;
+use crate::api::input::{Check, Field, JsonBody, Unknown};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

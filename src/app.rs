@@ -12,7 +12,7 @@ use crate::auth::Authenticator;
 
 use crate::build_info;
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -62,13 +62,13 @@ impl Application {
             Ok(None) => None,
             Err(problems) => return Err(StartError::Auth(format!("{problems:?}"))),
         };
-        let state = AppState {
-            auth: Arc::new(Authenticator::new(store.clone(), jwt)),
+        let state = AppState::new(Shared {
+            auth: Authenticator::new(store.clone(), jwt),
             idempotency: Arc::new(Registry::new(config.idempotency.retention)),
             store,
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,
-        };
+        });
         let router = http::router(state.clone(), &config.server, options.test_routes);
         Ok(Application {
             config,

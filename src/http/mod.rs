@@ -13,34 +13,46 @@ use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use http::{HeaderName, Method, StatusCode, header};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::Authenticator;
 use crate::config::ServerConfig;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use middleware::limit::ConcurrencyLimitLayer;
 use middleware::request::{RequestLayer, X_REQUEST_ID};
-use middleware::route::RecordRouteLayer;
 use problem::Problem;
 
 /// Debug builds serve `/__test/*` routes (slow, panic, echo, db) when this variable is `1`, so
 /// process-level tests can exercise timeouts, panics and draining. Release builds have none.
 pub const TEST_ROUTES_ENV: &str = "BILLING_TEST_ROUTES";
 
-/// What handlers share.
+/// What handlers share. The router clones it for every request, so it is one `Arc`.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
     pub store: Store,
     pub shutdown: Shutdown,
     pub health_timeout: Duration,
-    pub auth: Arc<Authenticator>,
+    pub auth: Authenticator,
     pub idempotency: Arc<crate::api::write::Registry>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// Probes are exempt from load shedding and logged at debug level.
@@ -52,7 +64,12 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
     let (api, openapi) = crate::api::routes();
     // Rendered once: the document does not change while the process runs.
     let openapi = bytes::Bytes::from(openapi.to_pretty_json().unwrap_or_default());
-    let mut routes = Router::new()
+    let root = bytes::Bytes::from(root_document());
+    let routes = Router::new()
+        .route(
+            "/",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], root.clone()) }),
+        )
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route(
@@ -61,30 +78,25 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         )
         .merge(api);
     #[cfg(debug_assertions)]
-    if test_routes {
-        routes = routes.merge(test_routes::routes());
-    }
+    let routes = if test_routes {
+        routes.merge(test_routes::routes())
+    } else {
+        routes
+    };
     #[cfg(not(debug_assertions))]
     let _ = test_routes;
 
     let routes = routes
-        .route_layer(RecordRouteLayer)
         .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         .with_state(state);
 
     // Each `layer` call wraps the ones before it: the last one added is the outermost.
-    let mut app = routes
-        .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(server.body_limit))
-        .layer(ConcurrencyLimitLayer::new(server.concurrency_limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            server.request_timeout,
-        ));
-    if server.compression {
-        app = app.layer(CompressionLayer::new());
-    }
+    // One layer for both (each `Router::layer` adds a boxed service per request).
+    let body = tower::ServiceBuilder::new()
+        .layer(CompressionLayer::new().compress_when(CompressWhen(server.compression, DefaultPredicate::new())))
+        .layer(RequestBodyLimitLayer::new(server.body_limit));
+    let mut app = routes.layer(DefaultBodyLimit::disable()).layer(body);
     if let Some(cors) = cors(&server.cors_allowed_origins) {
         app = app.layer(cors);
     }
@@ -93,9 +105,32 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
-    app.layer(CatchPanicLayer::custom(|_| Problem::internal().into_response()))
-        .layer(RequestLayer)
-        .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
+    app.layer(RequestLayer::new(
+        sensitive,
+        server.concurrency_limit,
+        server.request_timeout,
+    ))
+}
+
+/// tower-http's default compression rules, or never when `server.compression` is off.
+#[derive(Clone)]
+struct CompressWhen(bool, DefaultPredicate);
+
+impl Predicate for CompressWhen {
+    fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
+        self.0 && self.1.should_compress(response)
+    }
+}
+
+/// `GET /`: what this service is and where its API description lives.
+pub fn root_document() -> String {
+    serde_json::json!({
+        "object": "service",
+        "name": crate::build_info::SERVICE_NAME,
+        "version": crate::build_info::VERSION,
+        "openapi": "/openapi.json",
+    })
+    .to_string()
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

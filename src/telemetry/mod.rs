@@ -1,6 +1,9 @@
-//! Logging: JSON lines on stdout (or a human format for a terminal), through a non-blocking writer
-//! so a slow log consumer never stalls a request. Panics are logged as events too.
-use tracing_appender::non_blocking::WorkerGuard;
+//! Logging: JSON lines on stdout (or a human format for a terminal), buffered so that logging a
+//! line never waits for the consumer of stdout. Panics are logged as events too.
+mod json;
+mod writer;
+
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -9,37 +12,35 @@ use crate::build_info;
 use crate::config::{LogConfig, LogFormat};
 
 /// Flushes buffered log lines when dropped; keep it alive until the process ends.
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] writer::FlushGuard);
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
 pub fn init(config: &LogConfig) -> LogGuard {
-    let filter = std::env::var("RUST_LOG")
+    let directives = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|directives| EnvFilter::builder().parse(directives).ok())
-        .or_else(|| EnvFilter::builder().parse(&config.level).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .finish(std::io::stdout());
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| config.level.clone());
+    let (writer, guard) = writer::BufferedStdout::new();
 
     let output: Box<dyn Layer<Registry> + Send + Sync> = match config.format {
-        LogFormat::Json => {
-            let mut layer = json_subscriber::JsonLayer::new(writer);
-            layer
-                .with_timer("timestamp", tracing_subscriber::fmt::time::SystemTime)
-                .with_level("level")
-                .with_target("target")
-                .with_flattened_event()
-                .with_top_level_flattened_span_list();
-            layer.add_static_field("service", serde_json::json!(build_info::SERVICE_NAME));
-            layer.add_static_field("version", serde_json::json!(build_info::VERSION));
-            Box::new(layer)
-        }
+        LogFormat::Json => Box::new(json::JsonLayer::new(
+            writer,
+            &[("service", build_info::SERVICE_NAME), ("version", build_info::VERSION)],
+        )),
         LogFormat::Pretty => Box::new(tracing_subscriber::fmt::layer().with_writer(writer)),
     };
-    let _ = tracing_subscriber::registry()
-        .with(output.with_filter(filter))
-        .try_init();
+    // A plain level is a static filter, far cheaper per span and event than directives.
+    let filtered: Box<dyn Layer<Registry> + Send + Sync> = match directives.trim().parse::<LevelFilter>() {
+        Ok(level) => Box::new(output.with_filter(level)),
+        Err(_) => Box::new(
+            output.with_filter(
+                EnvFilter::builder()
+                    .parse(&directives)
+                    .unwrap_or_else(|_| EnvFilter::new("info")),
+            ),
+        ),
+    };
+    let _ = tracing_subscriber::registry().with(filtered).try_init();
     install_panic_hook();
     LogGuard(guard)
 }

@@ -1,7 +1,6 @@
-//! The layers every request passes through, outermost first:
-//! sensitive-header marking → [`request::RequestLayer`] (request id, span, access log, problem
-//! rendering) → panic catching → CORS → compression → timeout → [`limit::ConcurrencyLimitLayer`]
-//! → body limit → router → [`route::RecordRouteLayer`] (per route).
-pub mod limit;
+//! The layers every request passes through. Axum applies `Router::layer` layers per route, after
+//! routing, so the request layer sees the matched route template. Outermost first:
+//! [`request::RequestLayer`] (header redaction, request id, span, load shedding, timeout, panic
+//! catching, problem rendering, access log) → CORS (when configured) → compression and body limit
+//! → handler.
 pub mod request;
-pub mod route;

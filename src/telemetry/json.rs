@@ -1,0 +1,224 @@
+//! JSON log lines, one per event: `timestamp`, `level`, `target`, the service's name and version,
+//! the event's fields (`message` among them), then the fields of every span the event is in, from
+//! the outermost (so a request's `request_id`, `method` and `route` are on each of its lines).
+//!
+//! Written for the hot path: a span's fields are serialized once, when they are recorded, and an
+//! event is written in one pass into a reused buffer, without building a JSON tree.
+use std::cell::RefCell;
+use std::io::Write as _;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Id, Subscriber, span};
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// A span's fields as a JSON fragment: `,"key":value,"key":value`.
+struct SpanFields(Vec<u8>);
+
+pub struct JsonLayer<W> {
+    make_writer: W,
+    /// `,"service":"…","version":"…"`, prepared once.
+    statics: Vec<u8>,
+}
+
+impl<W> JsonLayer<W> {
+    pub fn new(make_writer: W, statics: &[(&str, &str)]) -> Self {
+        let mut prefix = Vec::new();
+        for (key, value) in statics {
+            push_key(&mut prefix, key);
+            push_str(&mut prefix, value);
+        }
+        JsonLayer {
+            make_writer,
+            statics: prefix,
+        }
+    }
+}
+
+/// A JSON string, escaped by serde_json exactly as JSON requires (writing to a Vec cannot fail).
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn push_key(out: &mut Vec<u8>, key: &str) {
+    out.push(b',');
+    push_str(out, key);
+    out.push(b':');
+}
+
+/// Appends fields as `,"key":value`.
+struct Fields<'a>(&'a mut Vec<u8>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        push_key(self.0, field.name());
+        push_str(self.0, value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        push_key(self.0, field.name());
+        let _ = write!(self.0, "{value}");
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        push_key(self.0, field.name());
+        let _ = write!(self.0, "{value}");
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        push_key(self.0, field.name());
+        if value.is_finite() {
+            let _ = write!(self.0, "{value}");
+        } else {
+            self.0.extend_from_slice(b"null");
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        push_key(self.0, field.name());
+        self.0.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        push_key(self.0, field.name());
+        self.0.push(b'"');
+        let _ = std::fmt::write(&mut Escaped(self.0), format_args!("{value:?}"));
+        self.0.push(b'"');
+    }
+}
+
+/// Formats straight into the line, escaping as a JSON string's contents.
+struct Escaped<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for c in s.chars() {
+            match c {
+                '"' => self.0.extend_from_slice(b"\\\""),
+                '\\' => self.0.extend_from_slice(b"\\\\"),
+                '\n' => self.0.extend_from_slice(b"\\n"),
+                '\r' => self.0.extend_from_slice(b"\\r"),
+                '\t' => self.0.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.0, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut utf8 = [0u8; 4];
+                    self.0.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Vec::new();
+        attrs.record(&mut Fields(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut Fields(&mut fields.0));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        BUFFER.with(|buffer| {
+            let Ok(mut buf) = buffer.try_borrow_mut() else { return };
+            buf.clear();
+            let meta = event.metadata();
+            let _ = write!(
+                buf,
+                "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
+                humantime::format_rfc3339_micros(std::time::SystemTime::now()),
+                meta.level()
+            );
+            push_key(&mut buf, "target");
+            push_str(&mut buf, meta.target());
+            buf.extend_from_slice(&self.statics);
+            event.record(&mut Fields(&mut buf));
+            if let Some(scope) = ctx.event_scope(event) {
+                for span in scope.from_root() {
+                    if let Some(fields) = span.extensions().get::<SpanFields>() {
+                        buf.extend_from_slice(&fields.0);
+                    }
+                }
+            }
+            buf.extend_from_slice(b"}\n");
+            let _ = self.make_writer.make_writer_for(meta).write_all(&buf);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn lines_are_json_with_event_static_and_span_fields() {
+        let capture = Capture::default();
+        let layer = JsonLayer::new(capture.clone(), &[("service", "billing-api"), ("version", "1.2.3")]);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "r-1", route = tracing::field::Empty);
+            let _enter = span.enter();
+            span.record("route", "/v1/things/{id}");
+            let inner = tracing::info_span!("db", statement = "SELECT \"x\"\n");
+            let _inner = inner.enter();
+            tracing::info!(status = 200u16, latency_ms = 1.5, ok = true, detail = ?vec![1, 2], odd = ?"q\"\\\n\u{1}é", "request \"done\"");
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["service"], "billing-api");
+        assert_eq!(line["version"], "1.2.3");
+        assert_eq!(line["message"], "request \"done\"");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["latency_ms"], 1.5);
+        assert_eq!(line["ok"], true);
+        assert_eq!(line["detail"], "[1, 2]");
+        assert_eq!(line["odd"], "\"q\\\"\\\\\\n\\u{1}é\"", "Debug output, escaped as JSON");
+        assert_eq!(line["request_id"], "r-1");
+        assert_eq!(line["route"], "/v1/things/{id}");
+        assert_eq!(line["statement"], "SELECT \"x\"\n");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(line["target"].as_str().unwrap().contains("telemetry"));
+    }
+}

@@ -31,9 +31,9 @@ start_postgres() {
   local as=()
   if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); chown postgres "$dir"; fi
   "${as[@]}" "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >/dev/null
-  # Durable settings, as production would run: the comparison is about the client side.
+  # Durable commits by default, as production runs; PG_SYNCHRONOUS_COMMIT=off makes the run CPU-bound.
   "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=${PG_SYNCHRONOUS_COMMIT:-on}" start >/dev/null
   PG_CTL=("${as[@]}" "$bindir/pg_ctl" -D "$dir/data")
   PGBENCH="$bindir/pgbench"
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
@@ -46,3 +46,13 @@ stop_postgres() {
 median() {
   sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
 }
+
+# With two or more cores, the server under test runs on core 1 and the load generator on core 0,
+# so each side has a core of its own and the ratio is about the server's CPU per request.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+  SERVER_CPU=(taskset -c 1)
+  LOAD_CPU=(taskset -c 0)
+else
+  SERVER_CPU=()
+  LOAD_CPU=()
+fi

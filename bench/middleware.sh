@@ -15,11 +15,11 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 bare_port=$(free_port)
-target/release/examples/bare-axum "127.0.0.1:$bare_port" >/dev/null &
+"${SERVER_CPU[@]}" target/release/examples/bare-axum "127.0.0.1:$bare_port" >/dev/null &
 pids+=($!)
 svc_port=$(free_port)
 BILLING_SERVER__PORT=$svc_port BILLING_DATABASE__URL="sqlite://$work/bench.db" BILLING_SHUTDOWN__GRACE_PERIOD=0s \
-  env ${BENCH_SVC_ENV:-} target/release/billing-api serve >/dev/null 2>&1 &
+  "${SERVER_CPU[@]}" env ${BENCH_SVC_ENV:-} target/release/billing-api serve >/dev/null 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$bare_port/"
 wait_http "http://127.0.0.1:$svc_port/"
@@ -29,8 +29,8 @@ diff <(curl -fsS "http://127.0.0.1:$bare_port/") <(curl -fsS "http://127.0.0.1:$
 ratios=()
 printf '%-6s %14s %14s %8s\n' round bare_rps service_rps ratio
 for round in $(seq 1 "$ROUNDS"); do
-  bare=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$bare_port/" | wrk_rps)
-  svc=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$svc_port/" | wrk_rps)
+  bare=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$bare_port/" | wrk_rps)
+  svc=$("${LOAD_CPU[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$svc_port/" | wrk_rps)
   ratio=$(python3 -c "print(f'{$svc / $bare:.3f}')")
   ratios+=("$ratio")
   printf '%-6s %14s %14s %8s\n' "$round" "$bare" "$svc" "$ratio"

@@ -154,10 +154,7 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match state.auth.authenticate(&parts.headers).await {
-            Ok(principal) => {
-                tracing::Span::current().record("actor", principal.actor.as_str());
-                Ok(principal)
-            }
+            Ok(principal) => Ok(principal),
             Err(failure) => {
                 tracing::info!(reason = failure.reason(), "authentication failed");
                 Err(failure.problem())

@@ -1,6 +1,6 @@
 //! JSON log lines, one per event: `timestamp`, `level`, `target`, the service's name and version,
-//! the event's fields (`message` among them), then the fields of every span the event is in, from
-//! the outermost (so a request's `request_id`, `method` and `route` are on each of its lines).
+//! the event's fields (`message` among them), the request being served (`request_id`, `method`,
+//! `route`; see [`super::context`]), then the fields of every span the event is in, outermost first.
 //!
 //! Written for the hot path: a span's fields are serialized once, when they are recorded, and an
 //! event is written in one pass into a reused buffer, without building a JSON tree.
@@ -27,7 +27,9 @@ impl<W> JsonLayer<W> {
     pub fn new(make_writer: W, statics: &[(&str, &str)]) -> Self {
         let mut prefix = Vec::new();
         for (key, value) in statics {
-            push_key(&mut prefix, key);
+            prefix.push(b',');
+            push_str(&mut prefix, key);
+            prefix.push(b':');
             push_str(&mut prefix, value);
         }
         JsonLayer {
@@ -37,15 +39,52 @@ impl<W> JsonLayer<W> {
     }
 }
 
-/// A JSON string, escaped by serde_json exactly as JSON requires (writing to a Vec cannot fail).
+/// A JSON string.
 fn push_str(out: &mut Vec<u8>, s: &str) {
-    let _ = serde_json::to_writer(&mut *out, s);
+    out.push(b'"');
+    escape_into(out, s);
+    out.push(b'"');
 }
 
+/// A string's contents escaped as JSON requires: `"`, `\` and control characters. Runs that need
+/// nothing (nearly everything) are copied in one go.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    // Checked without branching per byte, so the compiler can vectorize the common case.
+    let plain = !bytes
+        .iter()
+        .fold(false, |special, &b| special | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    if plain {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// `,"key":`. Keys are field names, which are Rust identifiers: nothing to escape.
 fn push_key(out: &mut Vec<u8>, key: &str) {
-    out.push(b',');
-    push_str(out, key);
-    out.push(b':');
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
 }
 
 /// Appends fields as `,"key":value`.
@@ -56,21 +95,19 @@ impl Visit for Fields<'_> {
         push_key(self.0, field.name());
         push_str(self.0, value);
     }
+    // Numbers go through serde_json too: itoa and ryu, without the formatting machinery.
     fn record_i64(&mut self, field: &Field, value: i64) {
         push_key(self.0, field.name());
-        let _ = write!(self.0, "{value}");
+        let _ = serde_json::to_writer(&mut *self.0, &value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
         push_key(self.0, field.name());
-        let _ = write!(self.0, "{value}");
+        let _ = serde_json::to_writer(&mut *self.0, &value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
         push_key(self.0, field.name());
-        if value.is_finite() {
-            let _ = write!(self.0, "{value}");
-        } else {
-            self.0.extend_from_slice(b"null");
-        }
+        // Non-finite numbers are written as null.
+        let _ = serde_json::to_writer(&mut *self.0, &value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         push_key(self.0, field.name());
@@ -89,27 +126,42 @@ struct Escaped<'a>(&'a mut Vec<u8>);
 
 impl std::fmt::Write for Escaped<'_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        for c in s.chars() {
-            match c {
-                '"' => self.0.extend_from_slice(b"\\\""),
-                '\\' => self.0.extend_from_slice(b"\\\\"),
-                '\n' => self.0.extend_from_slice(b"\\n"),
-                '\r' => self.0.extend_from_slice(b"\\r"),
-                '\t' => self.0.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.0, "\\u{:04x}", c as u32);
-                }
-                c => {
-                    let mut utf8 = [0u8; 4];
-                    self.0.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-                }
-            }
-        }
+        escape_into(self.0, s);
         Ok(())
     }
 }
 
+/// RFC 3339 UTC with microseconds. The date and time up to the second are formatted once per
+/// second and thread; only the fraction is written for each line.
+fn push_timestamp(out: &mut Vec<u8>) {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    CLOCK.with(|clock| {
+        let mut clock = clock.borrow_mut();
+        if clock.0 != secs || clock.1.is_empty() {
+            let text = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .to_string();
+            clock.0 = secs;
+            clock.1 = text.trim_end_matches('Z').as_bytes().to_vec();
+        }
+        out.extend_from_slice(&clock.1);
+    });
+    let micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut n = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.push(b'.');
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
 thread_local! {
+    static CLOCK: RefCell<(u64, Vec<u8>)> = const { RefCell::new((0, Vec::new())) };
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -139,16 +191,23 @@ where
             let Ok(mut buf) = buffer.try_borrow_mut() else { return };
             buf.clear();
             let meta = event.metadata();
-            let _ = write!(
-                buf,
-                "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
-                humantime::format_rfc3339_micros(std::time::SystemTime::now()),
-                meta.level()
-            );
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            push_timestamp(&mut buf);
+            buf.extend_from_slice(b"\",\"level\":\"");
+            buf.extend_from_slice(meta.level().as_str().as_bytes());
+            buf.push(b'"');
             push_key(&mut buf, "target");
             push_str(&mut buf, meta.target());
             buf.extend_from_slice(&self.statics);
             event.record(&mut Fields(&mut buf));
+            super::context::with_current(|request| {
+                push_key(&mut buf, "request_id");
+                push_str(&mut buf, &request.request_id);
+                push_key(&mut buf, "method");
+                push_str(&mut buf, request.method.as_str());
+                push_key(&mut buf, "route");
+                push_str(&mut buf, &request.route);
+            });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope.from_root() {
                     if let Some(fields) = span.extensions().get::<SpanFields>() {

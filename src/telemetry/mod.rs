@@ -1,5 +1,6 @@
 //! Logging: JSON lines on stdout (or a human format for a terminal), buffered so that logging a
 //! line never waits for the consumer of stdout. Panics are logged as events too.
+pub mod context;
 mod json;
 mod writer;
 

@@ -22,7 +22,9 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
-use tracing::{Instrument, Span, field};
+use tracing::field;
+
+use crate::telemetry::context::{self, RequestFields};
 
 use crate::http::problem::{self, Problem};
 
@@ -116,15 +118,28 @@ where
         });
         req.extensions_mut().insert(RequestId(request_id.clone()));
         // Routing has already happened (see the module comment): the template is known.
-        let route = req.extensions().get::<MatchedPath>().cloned();
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| Arc::from(UNMATCHED), |m| Arc::from(m.as_str()));
         let probe = crate::http::is_probe_path(req.uri().path());
         let client = req
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        let span =
-            tracing::info_span!("request", request_id = %request_id, method = %req.method(), route = field::Empty);
-        tracing::debug!(parent: &span, path = %req.uri().path(), headers = ?req.headers(), "request received");
+        let fields = Arc::new(RequestFields {
+            request_id,
+            method: req.method().clone(),
+            route,
+        });
+        tracing::debug!(
+            request_id = &*fields.request_id,
+            method = fields.method.as_str(),
+            route = &*fields.route,
+            path = req.uri().path(),
+            headers = ?req.headers(),
+            "request received"
+        );
 
         let permit = if probe {
             None
@@ -133,7 +148,7 @@ where
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     let mut response = Problem::overloaded().into_response();
-                    finish(&mut response, &span, &route, &request_id, probe, started, client);
+                    finish(&mut response, &fields, probe, started, client);
                     return Box::pin(async move { Ok(response) });
                 }
             }
@@ -144,11 +159,8 @@ where
         Box::pin(async move {
             let outcome = match inner {
                 Ok(future) => {
-                    tokio::time::timeout(
-                        timeout,
-                        AssertUnwindSafe(future).catch_unwind().instrument(span.clone()),
-                    )
-                    .await
+                    let future = context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind());
+                    tokio::time::timeout(timeout, future).await
                 }
                 Err(_) => Ok(Err(Box::new(()) as Box<dyn std::any::Any + Send>)),
             };
@@ -158,7 +170,7 @@ where
                 Ok(Err(_panic)) => Problem::internal().into_response(),
                 Err(_elapsed) => Problem::from_status(StatusCode::REQUEST_TIMEOUT).into_response(),
             };
-            finish(&mut response, &span, &route, &request_id, probe, started, client);
+            finish(&mut response, &fields, probe, started, client);
             Ok(response)
         })
     }
@@ -167,28 +179,49 @@ where
 /// Renders problems, echoes the request id and writes the access line.
 fn finish(
     response: &mut Response,
-    span: &Span,
-    route: &Option<MatchedPath>,
-    request_id: &str,
+    request: &RequestFields,
     probe: bool,
     started: Instant,
     client: Option<std::net::IpAddr>,
 ) {
-    span.record("route", route.as_ref().map_or(UNMATCHED, MatchedPath::as_str));
-    render_problem(response, request_id);
-    if let Ok(value) = HeaderValue::from_str(request_id) {
+    render_problem(response, &request.request_id);
+    if let Ok(value) = HeaderValue::from_str(&request.request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let status = response.status().as_u16();
     let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
     let client = client.map(field::display);
-    let _entered = span.enter();
+    let (request_id, method, route) = (&*request.request_id, request.method.as_str(), &*request.route);
     if probe {
-        tracing::debug!(status, latency_ms, client, "request completed");
+        tracing::debug!(
+            request_id,
+            method,
+            route,
+            status,
+            latency_ms,
+            client,
+            "request completed"
+        );
     } else if response.status().is_server_error() {
-        tracing::warn!(status, latency_ms, client, "request completed");
+        tracing::warn!(
+            request_id,
+            method,
+            route,
+            status,
+            latency_ms,
+            client,
+            "request completed"
+        );
     } else {
-        tracing::info!(status, latency_ms, client, "request completed");
+        tracing::info!(
+            request_id,
+            method,
+            route,
+            status,
+            latency_ms,
+            client,
+            "request completed"
+        );
     }
 }
 

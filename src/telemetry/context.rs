@@ -1,0 +1,28 @@
+//! The request a log line belongs to. Every event emitted while a request is served carries its
+//! `request_id`, `method` and `route`: the request layer runs the request inside this task-local,
+//! and the JSON layer reads it. (A tracing span per request would do the same at several times the
+//! cost; spans are kept for tracing proper.)
+use std::future::Future;
+use std::sync::Arc;
+
+tokio::task_local! {
+    static REQUEST: Arc<RequestFields>;
+}
+
+#[derive(Debug)]
+pub struct RequestFields {
+    pub request_id: Arc<str>,
+    pub method: http::Method,
+    /// The route template, or `unmatched`.
+    pub route: Arc<str>,
+}
+
+/// Runs `future` as the serving of `fields`' request.
+pub fn scope<F: Future>(fields: Arc<RequestFields>, future: F) -> impl Future<Output = F::Output> {
+    REQUEST.scope(fields, future)
+}
+
+/// The request being served by this task, if any.
+pub fn with_current<R>(f: impl FnOnce(&RequestFields) -> R) -> Option<R> {
+    REQUEST.try_with(|fields| f(fields)).ok()
+}

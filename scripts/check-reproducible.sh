@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release binary twice, from clean clones of the committed tree in two different
 # directories, and fails unless the two binaries are bit-for-bit identical.
-# Usage: scripts/check-reproducible.sh      (prints both SHA-256 sums)
+# Usage: scripts/check-reproducible.sh [OUT]   (prints both SHA-256 sums; copies the binary to OUT)
 set -euo pipefail
 root=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 work=$(mktemp -d)
@@ -19,3 +19,6 @@ if [ "${sums[0]}" != "${sums[1]}" ]; then
   exit 1
 fi
 echo "reproducible: sha256 ${sums[0]}"
+if [ -n "${1:-}" ]; then
+  install -D -m 0755 "$work/first/target/release/billing-api" "$1"
+fi

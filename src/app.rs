@@ -115,12 +115,14 @@ impl Application {
             "billing-api started"
         );
 
+        crate::systemd::ready(&format!("serving on {addr}"));
         let (grace, drain) = (config.shutdown.grace_period, config.shutdown.drain_timeout);
         let stop = shutdown.stop_token();
         let trigger = {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.requested().await;
+                crate::systemd::stopping();
                 tracing::info!(
                     grace_period = %humantime::format_duration(grace),
                     "shutdown started: readiness reports 503; still serving during the grace period"
@@ -131,6 +133,7 @@ impl Application {
             }
         };
         tokio::spawn(trigger);
+        crate::systemd::spawn_watchdog(stop.clone());
         tokio::spawn(crate::api::write::purge_expired(
             state.clone(),
             config.idempotency.retention,

@@ -15,4 +15,5 @@ pub mod http;
 pub mod outbound;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

@@ -4,6 +4,7 @@ mod helpers;
 mod auth;
 mod billing;
 mod concurrency;
+mod deploy;
 mod health;
 mod http_errors;
 mod idempotency;

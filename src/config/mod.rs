@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub compression: bool,
     pub cors_allowed_origins: Vec<String>,
     pub sensitive_headers: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed (a reverse proxy, a load balancer).
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +130,7 @@ impl Default for Config {
                 concurrency_limit: 512,
                 compression: true,
                 cors_allowed_origins: Vec::new(),
+                trusted_proxies: Vec::new(),
                 sensitive_headers: [
                     "authorization",
                     "proxy-authorization",
@@ -203,6 +206,7 @@ impl Config {
             compression: layers.get("server.compression", d.server.compression),
             cors_allowed_origins: layers.get("server.cors_allowed_origins", d.server.cors_allowed_origins),
             sensitive_headers: layers.get("server.sensitive_headers", d.server.sensitive_headers),
+            trusted_proxies: layers.get("server.trusted_proxies", d.server.trusted_proxies),
         };
         let credentials_dir = sources.env_var("CREDENTIALS_DIRECTORY");
         let url = layers.secret("database.url", credentials_dir).unwrap_or(d.database.url);
@@ -324,6 +328,13 @@ impl Config {
                 http::HeaderName::from_bytes(name.as_bytes()).is_ok(),
                 "server.sensitive_headers",
                 format!("{name:?} is not a valid header name"),
+            );
+        }
+        for proxy in &s.trusted_proxies {
+            check(
+                crate::http::client_ip::parse_network(proxy).is_some(),
+                "server.trusted_proxies",
+                format!("{proxy:?} is not an IP address or network such as 10.0.0.0/8"),
             );
         }
         check(

@@ -50,6 +50,10 @@ pub const KEYS: &[KeyDoc] = &[
         "Origins allowed by CORS, e.g. `https://app.example.com`, or `*`. Empty turns CORS off.",
     ),
     key("server.sensitive_headers", "Headers whose values are redacted in logs."),
+    key(
+        "server.trusted_proxies",
+        "Addresses or networks of reverse proxies (e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client in logs. Empty: the peer is the client.",
+    ),
     KeyDoc {
         key: "database.url",
         secret: true,

@@ -1,4 +1,5 @@
 //! The HTTP surface: router, middleware stack, errors and extractors.
+pub mod client_ip;
 pub mod health;
 pub mod middleware;
 pub mod problem;
@@ -105,10 +106,12 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
+    let proxies = client_ip::TrustedProxies::new(&server.trusted_proxies);
     app.layer(RequestLayer::new(
         sensitive,
         server.concurrency_limit,
         server.request_timeout,
+        proxies,
     ))
 }
 

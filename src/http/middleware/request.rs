@@ -26,6 +26,7 @@ use tracing::field;
 
 use crate::telemetry::context::{self, RequestFields};
 
+use crate::http::client_ip::TrustedProxies;
 use crate::http::problem::{self, Problem};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,6 +52,7 @@ fn accept_request_id(headers: &HeaderMap) -> Option<Arc<str>> {
 #[derive(Debug)]
 struct Settings {
     sensitive_headers: Vec<HeaderName>,
+    proxies: TrustedProxies,
     permits: Arc<Semaphore>,
     timeout: Duration,
 }
@@ -61,9 +63,15 @@ pub struct RequestLayer {
 }
 
 impl RequestLayer {
-    pub fn new(sensitive_headers: Vec<HeaderName>, concurrency_limit: usize, timeout: Duration) -> Self {
+    pub fn new(
+        sensitive_headers: Vec<HeaderName>,
+        concurrency_limit: usize,
+        timeout: Duration,
+        proxies: TrustedProxies,
+    ) -> Self {
         let settings = Settings {
             sensitive_headers,
+            proxies,
             permits: Arc::new(Semaphore::new(concurrency_limit)),
             timeout,
         };
@@ -126,7 +134,7 @@ where
         let client = req
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+            .map(|c| self.settings.proxies.client(c.0.ip(), req.headers()));
         let fields = Arc::new(RequestFields {
             request_id,
             method: req.method().clone(),

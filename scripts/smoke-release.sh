@@ -39,4 +39,4 @@ status=0; wait "$pid" || status=$?
 grep -q "shutdown complete" "$work/out.log" || { echo "FAIL: no 'shutdown complete' line"; exit 1; }
 
 size_kb=$(( $(stat -c %s "$bin") / 1024 ))
-echo "release smoke: ok  cold start to ready ${ready_ms} ms, idle RSS $((rss_kb / 1024)) MiB (${rss_kb} kB), binary ${size_kb} KiB"
+echo "release smoke: ok  cold start to ready ${ready_ms} ms, idle RSS $((rss_kb / 1024)) MiB (${rss_kb} kB), binary ${size_kb} KiB, sha256 $(sha256sum "$bin" | cut -c1-16)…"

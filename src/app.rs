@@ -38,6 +38,7 @@ pub struct BuildOptions {
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    admin_listener: TcpListener,
     state: AppState,
     router: axum::Router,
 }
@@ -57,6 +58,11 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = config.admin_addr();
+        let admin_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        crate::telemetry::metrics::install();
         let jwt = match crate::auth::jwt::Settings::from_config(&config.auth) {
             Ok(Some(settings)) => Some(crate::auth::jwt::Verifier::new(settings).map_err(StartError::Auth)?),
             Ok(None) => None,
@@ -73,6 +79,7 @@ impl Application {
         Ok(Application {
             config,
             listener,
+            admin_listener,
             state,
             router,
         })
@@ -80,6 +87,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| self.config.listen_addr())
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or_else(|_| self.config.admin_addr())
     }
 
     pub fn shutdown(&self) -> Shutdown {
@@ -95,12 +109,14 @@ impl Application {
         let Application {
             config,
             listener,
+            admin_listener,
             state,
             router,
         } = self;
         let shutdown = state.shutdown.clone();
         let store = state.store.clone();
         let addr = listener.local_addr()?;
+        let admin = admin_listener.local_addr()?;
 
         let migrations = match store.pending_migrations().await {
             Ok(0) => "up to date".to_owned(),
@@ -110,6 +126,8 @@ impl Application {
         tracing::info!(
             commit = build_info::GIT_COMMIT,
             listen = %addr,
+            admin = %admin,
+            traces = crate::telemetry::traces_enabled(),
             database = store.backend().name(),
             migrations,
             "billing-api started"
@@ -140,6 +158,15 @@ impl Application {
             config.idempotency.purge_interval,
             stop.clone(),
         ));
+
+        // The admin listener answers until the API has drained, so the last scrape sees it all.
+        let admin_server = axum::serve(admin_listener, http::admin::router(state.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        tokio::spawn(async move {
+            if let Err(e) = admin_server.await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
 
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());

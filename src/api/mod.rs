@@ -81,7 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ReqId {
 
 /// A pooled connection for reads.
 pub async fn conn(state: &AppState) -> Result<PoolConnection<sqlx::Any>, Problem> {
-    Ok(state.store.pool().acquire().await?)
+    Ok(state.store.acquire().await?)
 }
 
 /// A path id of the wrong shape names nothing: 404, like a missing object.

@@ -25,6 +25,7 @@ use crate::billing::{BillingError, Ctx};
 use crate::http::AppState;
 use crate::http::problem::{self, Problem};
 use crate::store::idempotency::{self, StoredResponse};
+use crate::telemetry::metrics;
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -69,7 +70,22 @@ pub struct Write {
     tx: Transaction<'static, Any>,
     ctx: Ctx,
     key: Option<(String, String)>,
+    /// The business counter this operation advances once committed.
+    counter: Option<&'static str>,
     _in_flight: Option<InFlight>,
+}
+
+/// Money movements are counted (never their amounts) for dashboards and alerts.
+fn business_counter(path: &str) -> Option<&'static str> {
+    if path == "/v1/payments" {
+        Some(metrics::PAYMENTS_RECORDED)
+    } else if path == "/v1/refunds" {
+        Some(metrics::REFUNDS_RECORDED)
+    } else if path.starts_with("/v1/invoices/") && path.ends_with("/finalize") {
+        Some(metrics::INVOICES_FINALIZED)
+    } else {
+        None
+    }
 }
 
 fn conflict(code: &'static str, title: &'static str, detail: &str) -> Problem {
@@ -130,16 +146,13 @@ impl Write {
             }
             None => None,
         };
-        let mut tx = state
-            .store
-            .pool()
-            .begin_with(state.store.backend().begin_write_sql())
-            .await?;
+        let mut tx = state.store.begin(state.store.backend().begin_write_sql()).await?;
         let Some(key) = key else {
             return Ok(Begin::Fresh(Write {
                 tx,
                 ctx,
                 key: None,
+                counter: business_counter(path),
                 _in_flight: None,
             }));
         };
@@ -157,12 +170,14 @@ impl Write {
                     "this Idempotency-Key was used with a different request",
                 ));
             }
+            metrics::count(metrics::IDEMPOTENT_REPLAYS);
             return Ok(Begin::Replay(replay(stored)));
         }
         Ok(Begin::Fresh(Write {
             tx,
             ctx,
             key: Some((key, hash)),
+            counter: business_counter(path),
             _in_flight: in_flight,
         }))
     }
@@ -205,6 +220,9 @@ impl Write {
         }
         if let Err(e) = self.tx.commit().await {
             return Problem::from(e).into_response();
+        }
+        if let Some(counter) = self.counter.filter(|_| status.is_success()) {
+            metrics::count(counter);
         }
         respond(status, body, content_type)
     }
@@ -277,7 +295,7 @@ pub async fn purge_expired(
         }
         let before = crate::billing::now() - retention.as_secs() as i64;
         let result = async {
-            let mut conn = state.store.pool().acquire().await?;
+            let mut conn = state.store.acquire().await?;
             idempotency::purge(&mut conn, before).await
         }
         .await;

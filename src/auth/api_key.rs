@@ -78,7 +78,7 @@ impl Verifier {
     /// Looks the key up on every request, so a revoked key stops working at once everywhere.
     pub async fn verify(&self, key: &str) -> Result<Principal, Failure> {
         let (id, secret) = parse(key).ok_or(Failure::Malformed)?;
-        let mut conn = self.store.pool().acquire().await.map_err(|_| Failure::Unavailable)?;
+        let mut conn = self.store.acquire().await.map_err(|_| Failure::Unavailable)?;
         let row = tenants::find_key(&mut conn, &id)
             .await
             .map_err(|_| Failure::Unavailable)?;
@@ -113,7 +113,7 @@ impl Verifier {
         let id = id.to_owned();
         tokio::spawn(async move {
             let result = async {
-                let mut conn = store.pool().acquire().await?;
+                let mut conn = store.acquire().await?;
                 tenants::touch_key(&mut conn, &id, now).await
             }
             .await;

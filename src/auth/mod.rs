@@ -157,6 +157,7 @@ impl FromRequestParts<AppState> for Principal {
             Ok(principal) => Ok(principal),
             Err(failure) => {
                 tracing::info!(reason = failure.reason(), "authentication failed");
+                crate::telemetry::metrics::auth_failure(failure.reason());
                 Err(failure.problem())
             }
         }

@@ -27,6 +27,7 @@ pub const EX_CONFIG: u8 = 78;
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub idempotency: IdempotencyConfig,
@@ -47,6 +48,14 @@ pub struct ServerConfig {
     pub sensitive_headers: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed (a reverse proxy, a load balancer).
     pub trusted_proxies: Vec<String>,
+}
+
+/// The operators' listener: `/metrics` (and probes), kept off the API port.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminConfig {
+    pub host: IpAddr,
+    /// 0 picks a free port (tests).
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +150,10 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             },
+            admin: AdminConfig {
+                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 9464,
+            },
             database: DatabaseConfig {
                 url: SecretString::from(DEFAULT_DATABASE_URL),
                 max_connections: 10,
@@ -187,6 +200,10 @@ impl Config {
         SocketAddr::new(self.server.host, self.server.port)
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.admin.host, self.admin.port)
+    }
+
     pub fn backend(&self) -> Backend {
         // `load` has already rejected any other scheme.
         Backend::from_url(self.database.url.expose_secret()).unwrap_or(Backend::Sqlite)
@@ -207,6 +224,10 @@ impl Config {
             cors_allowed_origins: layers.get("server.cors_allowed_origins", d.server.cors_allowed_origins),
             sensitive_headers: layers.get("server.sensitive_headers", d.server.sensitive_headers),
             trusted_proxies: layers.get("server.trusted_proxies", d.server.trusted_proxies),
+        };
+        let admin = AdminConfig {
+            host: layers.get("admin.host", d.admin.host),
+            port: layers.get("admin.port", d.admin.port),
         };
         let credentials_dir = sources.env_var("CREDENTIALS_DIRECTORY");
         let url = layers.secret("database.url", credentials_dir).unwrap_or(d.database.url);
@@ -267,6 +288,7 @@ impl Config {
 
         let config = Config {
             server,
+            admin,
             database,
             auth,
             idempotency,
@@ -337,6 +359,14 @@ impl Config {
                 format!("{proxy:?} is not an IP address or network such as 10.0.0.0/8"),
             );
         }
+        check(
+            self.admin.port == 0 || self.admin_addr() != self.listen_addr(),
+            "admin.port",
+            format!(
+                "{} is also the API's address (server.host, server.port)",
+                self.admin_addr()
+            ),
+        );
         check(
             backend.is_some(),
             "database.url",

@@ -54,6 +54,11 @@ pub const KEYS: &[KeyDoc] = &[
         "server.trusted_proxies",
         "Addresses or networks of reverse proxies (e.g. `10.0.0.0/8`) whose `X-Forwarded-For` names the client in logs. Empty: the peer is the client.",
     ),
+    key(
+        "admin.host",
+        "IP address of the admin listener (`GET /metrics`, probes). Keep it private: bind it where only Prometheus reaches it.",
+    ),
+    key("admin.port", "TCP port of the admin listener; `0` picks a free one."),
     KeyDoc {
         key: "database.url",
         secret: true,

@@ -47,6 +47,18 @@ impl Check {
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {
+    let (ok, body) = evaluate(&state).await;
+    crate::telemetry::metrics::ready(ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Whether the instance should get traffic, and the report that says why.
+pub async fn evaluate(state: &AppState) -> (bool, serde_json::Value) {
     let timeout = state.health_timeout;
     let database = match state.store.ping(timeout).await {
         Ok(latency) => Check {
@@ -78,17 +90,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
 
     let ok = [&database, &migrations, &shutdown].iter().all(|c| c.status == "pass");
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     let body = json!({
         "status": if ok { "pass" } else { "fail" },
         "version": build_info::VERSION,
         "checks": { "database": database, "migrations": migrations, "shutdown": shutdown },
     });
-    (status, Json(body)).into_response()
+    (ok, body)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -1,4 +1,5 @@
 //! The HTTP surface: router, middleware stack, errors and extractors.
+pub mod admin;
 pub mod client_ip;
 pub mod health;
 pub mod middleware;

@@ -57,7 +57,7 @@ async fn echo(body: JsonBody) -> Result<Json<serde_json::Value>, Problem> {
 
 /// Runs a query on a pooled connection and keeps the connection for `ms`.
 async fn db(State(state): State<AppState>, Query(wait): Query<Wait>) -> Result<Json<serde_json::Value>, Problem> {
-    let mut conn = state.store.pool().acquire().await?;
+    let mut conn = state.store.acquire().await?;
     let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await?;
     tokio::time::sleep(Duration::from_millis(wait.ms)).await;
     Ok(Json(serde_json::json!({ "one": one })))

@@ -10,6 +10,8 @@ pub struct Actor<'a> {
     pub request_id: &'a str,
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db audit.record", skip_all, fields(otel.kind = "client"))]
+
 pub async fn record(
     conn: &mut AnyConnection,
     who: &Actor<'_>,

@@ -14,6 +14,7 @@ pub struct StoredResponse {
 /// On PostgreSQL, takes a transaction-scoped advisory lock on the key without waiting; `false`
 /// means another transaction holds it (the same request is in flight on some replica).
 /// SQLite runs in one process, whose in-memory registry covers this.
+#[tracing::instrument(target = "otel", level = "debug", name = "db idempotency.try_lock", skip_all, fields(otel.kind = "client"))]
 pub async fn try_lock(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -34,6 +35,7 @@ pub async fn try_lock(
 }
 
 /// The stored response for a key, unless it is older than `not_before`.
+#[tracing::instrument(target = "otel", level = "debug", name = "db idempotency.find", skip_all, fields(otel.kind = "client"))]
 pub async fn find(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -60,6 +62,7 @@ pub async fn find(
 }
 
 /// Stores a response; an expired record under the same key is replaced.
+#[tracing::instrument(target = "otel", level = "debug", name = "db idempotency.store", skip_all, fields(otel.kind = "client"))]
 pub async fn store(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -84,6 +87,7 @@ pub async fn store(
 }
 
 /// Deletes records created before `before`; returns how many.
+#[tracing::instrument(target = "otel", level = "debug", name = "db idempotency.purge", skip_all, fields(otel.kind = "client"))]
 pub async fn purge(conn: &mut AnyConnection, before: i64) -> Result<u64, sqlx::Error> {
     let result = sqlx::query("DELETE FROM idempotency_keys WHERE created < $1")
         .bind(before)

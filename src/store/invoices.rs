@@ -90,6 +90,8 @@ fn line_from_row(row: &AnyRow) -> Result<LineRow, sqlx::Error> {
     })
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.insert", skip_all, fields(otel.kind = "client"))]
+
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO invoices (id, tenant_id, customer_id, status, currency, due_date, subtotal, tax, total, metadata, created) \
@@ -111,6 +113,8 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> R
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.find", skip_all, fields(otel.kind = "client"))]
+
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"
@@ -121,6 +125,7 @@ pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Op
 
 /// Reads an invoice to change it. PostgreSQL holds its row until the transaction ends; on SQLite
 /// the write transaction already excludes every other writer.
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.find_for_update", skip_all, fields(otel.kind = "client"))]
 pub async fn find_for_update(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -140,6 +145,7 @@ pub async fn find_for_update(
 }
 
 /// Writes the mutable state of an invoice: status, amounts, number, timestamps, metadata.
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.update", skip_all, fields(otel.kind = "client"))]
 pub async fn update(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -172,6 +178,8 @@ pub async fn update(
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.delete", skip_all, fields(otel.kind = "client"))]
+
 pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2")
         .bind(tenant)
@@ -186,6 +194,8 @@ pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.lines", skip_all, fields(otel.kind = "client"))]
+
 pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
@@ -199,6 +209,7 @@ pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> 
 }
 
 /// The lines of several invoices in one query, by invoice.
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.lines_of", skip_all, fields(otel.kind = "client"))]
 pub async fn lines_of(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -225,6 +236,8 @@ pub async fn lines_of(
     Ok(by_invoice)
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.add_refunded", skip_all, fields(otel.kind = "client"))]
+
 pub async fn add_refunded(conn: &mut AnyConnection, tenant: &str, id: &str, amount: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invoices SET amount_refunded = amount_refunded + $1 WHERE tenant_id = $2 AND id = $3")
         .bind(amount)
@@ -234,6 +247,8 @@ pub async fn add_refunded(conn: &mut AnyConnection, tenant: &str, id: &str, amou
         .await?;
     Ok(())
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.insert_line", skip_all, fields(otel.kind = "client"))]
 
 pub async fn insert_line(
     conn: &mut AnyConnection,
@@ -260,6 +275,8 @@ pub async fn insert_line(
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.update_line", skip_all, fields(otel.kind = "client"))]
+
 pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE invoice_lines SET description = $1, quantity = $2, unit_amount = $3, tax_rate_bps = $4, amount = $5, tax = $6 \
@@ -278,6 +295,8 @@ pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) ->
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.delete_line", skip_all, fields(otel.kind = "client"))]
+
 pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
@@ -286,6 +305,8 @@ pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) 
         .await?;
     Ok(())
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.list", skip_all, fields(otel.kind = "client"))]
 
 pub async fn list(
     conn: &mut AnyConnection,
@@ -299,6 +320,7 @@ pub async fn list(
 /// Takes the tenant's next invoice number (creating the tenant's counter on first use) and
 /// returns it with the tenant's prefix. Called inside the finalizing transaction: the counter row
 /// stays locked until it commits, and a rollback gives the number back, so numbers have no gaps.
+#[tracing::instrument(target = "otel", level = "debug", name = "db invoices.take_number", skip_all, fields(otel.kind = "client"))]
 pub async fn take_number(conn: &mut AnyConnection, tenant: &str, now: i64) -> Result<(i64, String), sqlx::Error> {
     let row = sqlx::query(
         "INSERT INTO tenants (id, created, next_invoice_number) VALUES ($1, $2, 2) \

@@ -45,6 +45,7 @@ pub struct Movement<'a> {
 
 /// Writes the postings of one movement (in one statement) and moves the customer's receivable
 /// balance by the receivable postings.
+#[tracing::instrument(target = "otel", level = "debug", name = "db ledger.post", skip_all, fields(otel.kind = "client"))]
 pub async fn post(conn: &mut AnyConnection, m: &Movement<'_>, postings: &[Posting]) -> Result<(), sqlx::Error> {
     if postings.is_empty() {
         return Ok(());
@@ -107,6 +108,8 @@ pub async fn post(conn: &mut AnyConnection, m: &Movement<'_>, postings: &[Postin
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db ledger.list", skip_all, fields(otel.kind = "client"))]
+
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -118,6 +121,7 @@ pub async fn list(
 }
 
 /// A customer's balance per currency, as maintained.
+#[tracing::instrument(target = "otel", level = "debug", name = "db ledger.balances", skip_all, fields(otel.kind = "client"))]
 pub async fn balances(
     conn: &mut AnyConnection,
     tenant: &str,

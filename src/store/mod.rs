@@ -18,8 +18,9 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Transaction};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 use crate::config::DatabaseConfig;
@@ -118,6 +119,23 @@ impl Store {
         &self.pool
     }
 
+    /// A pooled connection; the wait is measured and a timeout counted, because pool starvation
+    /// is the first sign of an undersized pool or a slow database.
+    #[tracing::instrument(target = "otel", level = "debug", name = "db pool.acquire", skip_all)]
+    pub async fn acquire(&self) -> Result<PoolConnection<Any>, sqlx::Error> {
+        let started = Instant::now();
+        let result = self.pool.acquire().await;
+        observe_acquire(started, &result);
+        result
+    }
+
+    /// A transaction opened with `begin_sql` (see [`Backend::begin_write_sql`]), measured like
+    /// [`Store::acquire`].
+    pub async fn begin(&self, begin_sql: &'static str) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        let conn = self.acquire().await?;
+        Transaction::begin(conn, Some(sqlx::SqlSafeStr::into_sql_str(begin_sql))).await
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -135,6 +153,14 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+fn observe_acquire<T>(started: Instant, result: &Result<T, sqlx::Error>) {
+    match result {
+        Ok(_) => crate::telemetry::metrics::acquired(started.elapsed().as_secs_f64()),
+        Err(sqlx::Error::PoolTimedOut) => crate::telemetry::metrics::acquire_timed_out(),
+        Err(_) => {}
     }
 }
 

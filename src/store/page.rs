@@ -38,6 +38,7 @@ pub type Filter<'a> = (&'static str, &'a str);
 impl PageQuery {
     /// One page of `table` for `tenant`, filtered by equality on `filters`. Fetches one row more
     /// than asked to learn whether there is more.
+    #[tracing::instrument(target = "otel", level = "debug", name = "db page.fetch", skip_all, fields(otel.kind = "client"))]
     pub async fn fetch<T>(
         &self,
         conn: &mut AnyConnection,
@@ -90,6 +91,7 @@ impl PageQuery {
 }
 
 /// Whether `id` exists in `table` for `tenant` (a cursor from another tenant does not).
+#[tracing::instrument(target = "otel", level = "debug", name = "db page.exists", skip_all, fields(otel.kind = "client"))]
 pub async fn exists(
     conn: &mut AnyConnection,
     table: &'static str,

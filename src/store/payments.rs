@@ -65,6 +65,7 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRow, sqlx::Error> {
 
 /// Inserts a payment unless its reference is already used by another payment of the tenant;
 /// returns whether it was inserted. A duplicate leaves the transaction usable.
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.insert", skip_all, fields(otel.kind = "client"))]
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &PaymentRow) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "INSERT INTO payments (id, tenant_id, invoice_id, customer_id, amount, currency, reference, metadata, created) \
@@ -84,6 +85,8 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &PaymentRow) -> R
     Ok(result.rows_affected() == 1)
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.find", skip_all, fields(otel.kind = "client"))]
+
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
@@ -93,6 +96,7 @@ pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Op
 }
 
 /// Reads a payment to refund it, holding its row on PostgreSQL (see `invoices::find_for_update`).
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.find_for_update", skip_all, fields(otel.kind = "client"))]
 pub async fn find_for_update(
     conn: &mut AnyConnection,
     backend: Backend,
@@ -113,6 +117,8 @@ pub async fn find_for_update(
     row.as_ref().map(payment_from_row).transpose()
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.add_refunded", skip_all, fields(otel.kind = "client"))]
+
 pub async fn add_refunded(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -128,6 +134,8 @@ pub async fn add_refunded(
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.list", skip_all, fields(otel.kind = "client"))]
+
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -137,6 +145,8 @@ pub async fn list(
     page.fetch(conn, "payments", PAYMENT_COLUMNS, tenant, filters, payment_from_row)
         .await
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.insert_refund", skip_all, fields(otel.kind = "client"))]
 
 pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -157,6 +167,8 @@ pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.find_refund", skip_all, fields(otel.kind = "client"))]
+
 pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<RefundRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {REFUND_COLUMNS} FROM refunds WHERE tenant_id = $1 AND id = $2"
@@ -164,6 +176,8 @@ pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Re
     let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(refund_from_row).transpose()
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.list_refunds", skip_all, fields(otel.kind = "client"))]
 
 pub async fn list_refunds(
     conn: &mut AnyConnection,

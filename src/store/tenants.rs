@@ -32,6 +32,7 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyRow, sqlx::Error> {
 }
 
 /// Creates the tenant if it does not exist yet.
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.ensure", skip_all, fields(otel.kind = "client"))]
 pub async fn ensure(conn: &mut AnyConnection, tenant: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO tenants (id, created) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
         .bind(tenant)
@@ -40,6 +41,8 @@ pub async fn ensure(conn: &mut AnyConnection, tenant: &str, now: i64) -> Result<
         .await?;
     Ok(())
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.set_invoice_prefix", skip_all, fields(otel.kind = "client"))]
 
 pub async fn set_invoice_prefix(
     conn: &mut AnyConnection,
@@ -55,6 +58,8 @@ pub async fn set_invoice_prefix(
         .await?;
     Ok(())
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.insert_key", skip_all, fields(otel.kind = "client"))]
 
 pub async fn insert_key(conn: &mut AnyConnection, k: &ApiKeyRow) -> Result<(), sqlx::Error> {
     ensure(conn, &k.tenant_id, k.created).await?;
@@ -72,11 +77,15 @@ pub async fn insert_key(conn: &mut AnyConnection, k: &ApiKeyRow) -> Result<(), s
     Ok(())
 }
 
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.find_key", skip_all, fields(otel.kind = "client"))]
+
 pub async fn find_key(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"));
     let row = sqlx::query(sql).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(key_from_row).transpose()
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.list_keys", skip_all, fields(otel.kind = "client"))]
 
 pub async fn list_keys(conn: &mut AnyConnection, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
@@ -87,6 +96,7 @@ pub async fn list_keys(conn: &mut AnyConnection, tenant: Option<&str>) -> Result
 }
 
 /// Returns whether a key was revoked now (false if it does not exist or was already revoked).
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.revoke_key", skip_all, fields(otel.kind = "client"))]
 pub async fn revoke_key(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, sqlx::Error> {
     let result = sqlx::query("UPDATE api_keys SET revoked = $1 WHERE id = $2 AND revoked IS NULL")
         .bind(now)
@@ -95,6 +105,8 @@ pub async fn revoke_key(conn: &mut AnyConnection, id: &str, now: i64) -> Result<
         .await?;
     Ok(result.rows_affected() == 1)
 }
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.touch_key", skip_all, fields(otel.kind = "client"))]
 
 pub async fn touch_key(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_keys SET last_used = $1 WHERE id = $2")

@@ -15,6 +15,16 @@ pub struct RequestFields {
     pub method: http::Method,
     /// The route template, or `unmatched`.
     pub route: Arc<str>,
+    /// The request's trace and server span, when traces are exported.
+    pub trace: Option<TraceIds>,
+}
+
+#[derive(Debug)]
+pub struct TraceIds {
+    /// 32 lowercase hex digits, as in `traceparent`.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
 }
 
 /// Runs `future` as the serving of `fields`' request.

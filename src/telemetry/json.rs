@@ -207,6 +207,12 @@ where
                 push_str(&mut buf, request.method.as_str());
                 push_key(&mut buf, "route");
                 push_str(&mut buf, &request.route);
+                if let Some(trace) = &request.trace {
+                    push_key(&mut buf, "trace_id");
+                    push_str(&mut buf, &trace.trace_id);
+                    push_key(&mut buf, "span_id");
+                    push_str(&mut buf, &trace.span_id);
+                }
             });
             if let Some(scope) = ctx.event_scope(event) {
                 for span in scope.from_root() {

@@ -2,9 +2,13 @@
 //! line never waits for the consumer of stdout. Panics are logged as events too.
 pub mod context;
 mod json;
+pub mod metrics;
+pub mod otel;
 mod writer;
 
-use tracing_subscriber::filter::LevelFilter;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -12,8 +16,34 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 use crate::build_info;
 use crate::config::{LogConfig, LogFormat};
 
-/// Flushes buffered log lines when dropped; keep it alive until the process ends.
-pub struct LogGuard(#[allow(dead_code)] writer::FlushGuard);
+/// Spans meant for traces only (HTTP request, database operations) use this target at debug
+/// level: the log output never sees them, and without an exporter they are disabled at the
+/// call site for the cost of one atomic load.
+pub const OTEL_TARGET: &str = "otel";
+
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (an OTLP endpoint is configured).
+pub fn traces_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// Flushes buffered log lines and pending spans when dropped; keep it alive until the process ends.
+pub struct LogGuard {
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    _logs: writer::FlushGuard,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take() {
+            // Sends what the batch still holds (bounded by the exporter's timeout).
+            if let Err(e) = provider.shutdown() {
+                tracing::warn!(error = %e, "pending trace spans could not be flushed");
+            }
+        }
+    }
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
 pub fn init(config: &LogConfig) -> LogGuard {
@@ -41,9 +71,30 @@ pub fn init(config: &LogConfig) -> LogGuard {
             ),
         ),
     };
-    let _ = tracing_subscriber::registry().with(filtered).try_init();
+    let (traces, traces_layer, traces_error) = if otel::requested(|k| std::env::var(k).ok()) {
+        match otel::build() {
+            Ok((provider, tracer)) => {
+                let layer = tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(Targets::new().with_target(OTEL_TARGET, LevelFilter::DEBUG));
+                (Some(provider), Some(layer), None)
+            }
+            Err(e) => (None, None, Some(e)),
+        }
+    } else {
+        (None, None, None)
+    };
+    let installed = tracing_subscriber::registry()
+        .with(filtered)
+        .with(traces_layer)
+        .try_init()
+        .is_ok();
+    TRACING.store(installed && traces.is_some(), Ordering::Relaxed);
+    if let Some(error) = traces_error {
+        tracing::warn!(error, "traces are off: the OTLP exporter could not be set up");
+    }
     install_panic_hook();
-    LogGuard(guard)
+    LogGuard { traces, _logs: guard }
 }
 
 /// A panic becomes one structured error event (inside the request's span, so it carries the

@@ -10,6 +10,7 @@ mod http_errors;
 mod idempotency;
 mod middleware;
 mod migrations;
+mod observability;
 mod openapi;
 mod process;
 mod properties;

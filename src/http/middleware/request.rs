@@ -8,7 +8,9 @@
 //! 4. bounds the request by `server.request_timeout` (408 `request_timeout`);
 //! 5. turns a handler panic into 500 `internal_error` and keeps serving;
 //! 6. renders every error response as problem+json carrying the request id;
-//! 7. writes the access log line (probes at debug level).
+//! 7. writes the access log line (probes at debug level) and records the request metrics;
+//! 8. when traces are on, runs the request in a server span that continues an incoming W3C
+//!    `traceparent`, and puts its `trace_id`/`span_id` on the request's log lines.
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,9 +24,11 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
-use tracing::field;
+use tracing::{Instrument, field};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::telemetry::context::{self, RequestFields};
+use crate::telemetry::context::{self, RequestFields, TraceIds};
+use crate::telemetry::{OTEL_TARGET, metrics};
 
 use crate::http::client_ip::TrustedProxies;
 use crate::http::problem::{self, Problem};
@@ -55,6 +59,7 @@ struct Settings {
     proxies: TrustedProxies,
     permits: Arc<Semaphore>,
     timeout: Duration,
+    traces: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +79,7 @@ impl RequestLayer {
             proxies,
             permits: Arc::new(Semaphore::new(concurrency_limit)),
             timeout,
+            traces: crate::telemetry::traces_enabled(),
         };
         RequestLayer {
             settings: Arc::new(settings),
@@ -135,10 +141,17 @@ where
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| self.settings.proxies.client(c.0.ip(), req.headers()));
+        let span = if self.settings.traces {
+            server_span(&req, &route)
+        } else {
+            tracing::Span::none()
+        };
+        let trace = span_ids(&span);
         let fields = Arc::new(RequestFields {
             request_id,
             method: req.method().clone(),
             route,
+            trace,
         });
         tracing::debug!(
             request_id = &*fields.request_id,
@@ -155,8 +168,9 @@ where
             match self.settings.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
+                    metrics::shed();
                     let mut response = Problem::overloaded().into_response();
-                    finish(&mut response, &fields, probe, started, client);
+                    finish(&mut response, &fields, probe, started, client, &span);
                     return Box::pin(async move { Ok(response) });
                 }
             }
@@ -164,41 +178,88 @@ where
         // A panic while building the future is caught like one while running it.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
         let timeout = self.settings.timeout;
+        let in_flight = metrics::InFlight::start();
         Box::pin(async move {
             let outcome = match inner {
                 Ok(future) => {
                     let future = context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind());
-                    tokio::time::timeout(timeout, future).await
+                    tokio::time::timeout(timeout, future).instrument(span.clone()).await
                 }
                 Err(_) => Ok(Err(Box::new(()) as Box<dyn std::any::Any + Send>)),
             };
-            drop(permit);
+            drop((permit, in_flight));
             let mut response = match outcome {
                 Ok(Ok(Ok(response))) => response,
                 Ok(Err(_panic)) => Problem::internal().into_response(),
                 Err(_elapsed) => Problem::from_status(StatusCode::REQUEST_TIMEOUT).into_response(),
             };
-            finish(&mut response, &fields, probe, started, client);
+            finish(&mut response, &fields, probe, started, client, &span);
             Ok(response)
         })
     }
 }
 
-/// Renders problems, echoes the request id and writes the access line.
+/// The server span of a traced request: OpenTelemetry's HTTP semantic conventions, named by
+/// the route template, child of the caller's span when a `traceparent` came in.
+fn server_span(req: &Request, route: &str) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: OTEL_TARGET,
+        "HTTP request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = field::Empty,
+        http.request.method = req.method().as_str(),
+        http.route = route,
+        url.path = req.uri().path(),
+        url.scheme = "http",
+        http.response.status_code = field::Empty,
+    );
+    let parent = crate::telemetry::otel::extract(req.headers());
+    let _ = span.set_parent(parent);
+    span
+}
+
+fn span_ids(span: &tracing::Span) -> Option<TraceIds> {
+    if span.is_none() {
+        return None;
+    }
+    use opentelemetry::trace::TraceContextExt;
+    let cx = span.context();
+    let ids = cx.span().span_context().clone();
+    ids.is_valid().then(|| TraceIds {
+        trace_id: ids.trace_id().to_string(),
+        span_id: ids.span_id().to_string(),
+    })
+}
+
+/// Renders problems, echoes the request id, records the metrics and writes the access line.
 fn finish(
     response: &mut Response,
     request: &RequestFields,
     probe: bool,
     started: Instant,
     client: Option<std::net::IpAddr>,
+    span: &tracing::Span,
 ) {
     render_problem(response, &request.request_id);
     if let Ok(value) = HeaderValue::from_str(&request.request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let status = response.status().as_u16();
-    let latency_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::http_request(&request.method, &request.route, status, elapsed);
+    if !span.is_none() {
+        span.record("http.response.status_code", status);
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    let latency_ms = (elapsed * 1_000_000.0).round() / 1000.0;
     let client = client.map(field::display);
+    let (trace_id, span_id) = match &request.trace {
+        Some(ids) => (Some(ids.trace_id.as_str()), Some(ids.span_id.as_str())),
+        None => (None, None),
+    };
     let (request_id, method, route) = (&*request.request_id, request.method.as_str(), &*request.route);
     if probe {
         tracing::debug!(
@@ -208,6 +269,8 @@ fn finish(
             status,
             latency_ms,
             client,
+            trace_id,
+            span_id,
             "request completed"
         );
     } else if response.status().is_server_error() {
@@ -218,6 +281,8 @@ fn finish(
             status,
             latency_ms,
             client,
+            trace_id,
+            span_id,
             "request completed"
         );
     } else {
@@ -228,6 +293,8 @@ fn finish(
             status,
             latency_ms,
             client,
+            trace_id,
+            span_id,
             "request completed"
         );
     }

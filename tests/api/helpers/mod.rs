@@ -89,6 +89,7 @@ impl TestDb {
 pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
     let mut env = vec![
         ("BILLING_SERVER__PORT".to_owned(), "0".to_owned()),
+        ("BILLING_ADMIN__PORT".to_owned(), "0".to_owned()),
         ("BILLING_DATABASE__URL".to_owned(), url.to_owned()),
         ("BILLING_DATABASE__MIGRATE_ON_START".to_owned(), "true".to_owned()),
         ("BILLING_SHUTDOWN__GRACE_PERIOD".to_owned(), "0s".to_owned()),
@@ -102,6 +103,7 @@ pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub client: reqwest::Client,
     pub shutdown: Shutdown,
     pub store: Store,
@@ -136,12 +138,14 @@ pub async fn spawn_on(db: TestDb, env: &[(&str, &str)]) -> TestApp {
         .await
         .expect("build app");
     let addr = app.local_addr();
+    let admin = app.admin_addr();
     let shutdown = app.shutdown();
     let store = app.store();
     let server = tokio::spawn(app.run());
     let client = client();
     TestApp {
         addr,
+        admin,
         client,
         shutdown,
         store,

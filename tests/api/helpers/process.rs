@@ -22,6 +22,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     if let Ok(path) = std::env::var("PATH") {
         cmd.env("PATH", path);
     }
+    // Tests run side by side: the admin listener takes a free port unless a test picks one.
+    cmd.env("BILLING_ADMIN__PORT", "0");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -92,6 +94,15 @@ impl Server {
             .unwrap_or_else(|| panic!("the server did not start:\n{}", self.text()));
         let json: serde_json::Value = serde_json::from_str(&line).expect("startup line is JSON");
         json["listen"].as_str().expect("listen address").to_owned()
+    }
+
+    /// The admin listener's address from the startup log line.
+    pub fn admin_address(&self) -> String {
+        let line = self
+            .wait_for_line("billing-api started", Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("the server did not start:\n{}", self.text()));
+        let json: serde_json::Value = serde_json::from_str(&line).expect("startup line is JSON");
+        json["admin"].as_str().expect("admin address").to_owned()
     }
 
     pub fn signal(&self, signal: &str) {

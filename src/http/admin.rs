@@ -1,0 +1,30 @@
+//! The admin listener: `GET /metrics` for Prometheus. It is a separate socket (`admin.host`,
+//! `admin.port`) so metrics are never reachable through the public API port or its proxy.
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use http::header;
+
+use super::{AppState, health};
+use crate::telemetry::metrics;
+
+/// Prometheus' text exposition format, version 0.0.4.
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/health/live", get(health::live))
+        .with_state(state)
+}
+
+/// Gauges that describe "now" (pool occupancy, readiness) are read at scrape time rather than
+/// kept up to date on every request.
+async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = state.store.pool();
+    metrics::pool(pool.size(), pool.num_idle(), pool.options().get_max_connections());
+    let (ready, _) = health::evaluate(&state).await;
+    metrics::ready(ready);
+    ([(header::CONTENT_TYPE, EXPOSITION)], metrics::render())
+}

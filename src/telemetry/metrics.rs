@@ -1,0 +1,204 @@
+//! Prometheus metrics, through the `metrics` facade and its Prometheus exporter; exposed on the
+//! admin listener (`GET /metrics`), never on the API port. Names follow Prometheus conventions
+//! (`_seconds`, `_bytes`, `_total`); labels are bounded: route templates, methods, status classes,
+//! reasons and outcomes, never ids, tenants or raw paths.
+use std::sync::OnceLock;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::build_info;
+
+pub const HTTP_REQUEST_DURATION: &str = "billing_http_request_duration_seconds";
+pub const HTTP_REQUESTS_IN_FLIGHT: &str = "billing_http_requests_in_flight";
+pub const HTTP_REQUESTS_SHED: &str = "billing_http_requests_shed_total";
+pub const DB_POOL_CONNECTIONS: &str = "billing_db_pool_connections";
+pub const DB_POOL_MAX_CONNECTIONS: &str = "billing_db_pool_max_connections";
+pub const DB_POOL_ACQUIRE_DURATION: &str = "billing_db_pool_acquire_duration_seconds";
+pub const DB_POOL_ACQUIRE_TIMEOUTS: &str = "billing_db_pool_acquire_timeouts_total";
+pub const BUILD_INFO: &str = "billing_build_info";
+pub const READY: &str = "billing_ready";
+pub const INVOICES_FINALIZED: &str = "billing_invoices_finalized_total";
+pub const PAYMENTS_RECORDED: &str = "billing_payments_recorded_total";
+pub const REFUNDS_RECORDED: &str = "billing_refunds_recorded_total";
+pub const IDEMPOTENT_REPLAYS: &str = "billing_idempotent_replays_total";
+pub const AUTH_FAILURES: &str = "billing_auth_failures_total";
+pub const TRACE_SPANS_DROPPED: &str = "billing_trace_spans_dropped_total";
+pub const TRACE_SPANS_EXPORTED: &str = "billing_trace_spans_exported_total";
+pub const TRACE_EXPORT_FAILURES: &str = "billing_trace_export_failures_total";
+
+/// Request latency buckets, in seconds: fine below 100 ms, where the SLO lives.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and describes every metric.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request duration by method, route template and status class"
+    );
+    describe_gauge!(HTTP_REQUESTS_IN_FLIGHT, "HTTP requests being served");
+    describe_counter!(
+        HTTP_REQUESTS_SHED,
+        "Requests refused with 503 because server.concurrency_limit was reached"
+    );
+    describe_gauge!(DB_POOL_CONNECTIONS, "Open database connections by state (idle, in_use)");
+    describe_gauge!(DB_POOL_MAX_CONNECTIONS, "database.max_connections");
+    describe_histogram!(
+        DB_POOL_ACQUIRE_DURATION,
+        metrics::Unit::Seconds,
+        "Time waited for a pooled database connection"
+    );
+    describe_counter!(
+        DB_POOL_ACQUIRE_TIMEOUTS,
+        "Requests that got no database connection within database.acquire_timeout"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the labels say which build runs");
+    describe_gauge!(READY, "1 when /health/ready passes, 0 when it fails");
+    describe_counter!(INVOICES_FINALIZED, "Invoices finalized");
+    describe_counter!(PAYMENTS_RECORDED, "Payments recorded");
+    describe_counter!(REFUNDS_RECORDED, "Refunds recorded");
+    describe_counter!(
+        IDEMPOTENT_REPLAYS,
+        "Requests answered from a stored Idempotency-Key result"
+    );
+    describe_counter!(AUTH_FAILURES, "Refused credentials by reason");
+    describe_counter!(
+        TRACE_SPANS_DROPPED,
+        "Trace spans dropped because the export queue was full"
+    );
+    describe_counter!(TRACE_SPANS_EXPORTED, "Trace spans sent to the OTLP collector");
+    describe_counter!(TRACE_EXPORT_FAILURES, "Trace spans whose export failed");
+    gauge!(BUILD_INFO, "version" => build_info::VERSION, "commit" => build_info::GIT_COMMIT, "rustc" => build_info::RUSTC_VERSION).set(1.0);
+    // Counters exist from the start at 0, so `rate()` and `increase()` see their first events
+    // and dashboards show 0 rather than "no data".
+    for name in [
+        HTTP_REQUESTS_SHED,
+        DB_POOL_ACQUIRE_TIMEOUTS,
+        INVOICES_FINALIZED,
+        PAYMENTS_RECORDED,
+        REFUNDS_RECORDED,
+        IDEMPOTENT_REPLAYS,
+        TRACE_SPANS_DROPPED,
+        TRACE_SPANS_EXPORTED,
+        TRACE_EXPORT_FAILURES,
+    ] {
+        counter!(name).increment(0);
+    }
+    gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
+    process().describe();
+}
+
+fn process() -> &'static metrics_process::Collector {
+    PROCESS.get_or_init(metrics_process::Collector::default)
+}
+
+/// The exposition text, with process figures read now.
+pub fn render() -> String {
+    match install() {
+        Some(handle) => {
+            process().collect();
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+pub fn http_request(method: &http::Method, route: &std::sync::Arc<str>, status: u16, seconds: f64) {
+    histogram!(HTTP_REQUEST_DURATION, "method" => method_label(method), "route" => route.clone(), "status_class" => status_class(status))
+        .record(seconds);
+}
+
+pub fn shed() {
+    counter!(HTTP_REQUESTS_SHED).increment(1);
+}
+
+pub fn pool(size: u32, idle: usize, max: u32) {
+    let idle = idle as f64;
+    gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
+    gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((f64::from(size) - idle).max(0.0));
+    gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(max));
+}
+
+pub fn acquired(seconds: f64) {
+    histogram!(DB_POOL_ACQUIRE_DURATION).record(seconds);
+}
+
+pub fn acquire_timed_out() {
+    counter!(DB_POOL_ACQUIRE_TIMEOUTS).increment(1);
+}
+
+pub fn ready(ok: bool) {
+    gauge!(READY).set(if ok { 1.0 } else { 0.0 });
+}
+
+pub fn count(name: &'static str) {
+    counter!(name).increment(1);
+}
+
+pub fn add(name: &'static str, n: u64) {
+    counter!(name).increment(n);
+}
+
+/// Counts a request in flight until dropped, including when the client goes away mid-request.
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!(HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+pub fn auth_failure(reason: &'static str) {
+    counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}

@@ -13,11 +13,18 @@ cd "$(dirname "$0")/.."
 bin=$(realpath "${1:-target/debug/billing-api}")
 work=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
+# Every alert's runbook_url points at an existing section of docs/operations.md.
+for alert in $(grep -o 'alert: [A-Za-z]*' deploy/prometheus/alerts.yml | cut -d' ' -f2); do
+  anchor="alert-$(tr '[:upper:]' '[:lower:]' <<<"$alert")"
+  grep -q "docs/operations.md#$anchor\"" deploy/prometheus/alerts.yml || fail "$alert has no runbook_url to #$anchor"
+  grep -qx "### Alert: $alert" docs/operations.md || fail "docs/operations.md has no runbook section for $alert"
+done
+echo "runbooks: every alert has its section in docs/operations.md"
 
 api_port=$(free_port) admin_port=$(free_port) prom_port=$(free_port)
 export BILLING_DATABASE__URL="sqlite://$work/billing.db" BILLING_SERVER__PORT=$api_port \

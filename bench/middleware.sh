@@ -18,7 +18,7 @@ bare_port=$(free_port)
 "${SERVER_CPU[@]}" target/release/examples/bare-axum "127.0.0.1:$bare_port" >/dev/null &
 pids+=($!)
 svc_port=$(free_port)
-BILLING_SERVER__PORT=$svc_port BILLING_DATABASE__URL="sqlite://$work/bench.db" BILLING_SHUTDOWN__GRACE_PERIOD=0s \
+BILLING_SERVER__PORT=$svc_port BILLING_ADMIN__PORT=0 BILLING_DATABASE__URL="sqlite://$work/bench.db" BILLING_SHUTDOWN__GRACE_PERIOD=0s \
   "${SERVER_CPU[@]}" env ${BENCH_SVC_ENV:-} target/release/billing-api serve >/dev/null 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$bare_port/"

@@ -22,7 +22,7 @@ start_postgres "$work" "$(free_port)"
 url=${PG_URL/127.0.0.1/localhost}
 BILLING_DATABASE__URL=$url "$bin" migrate run
 port=$(free_port)
-BILLING_DATABASE__URL=$url BILLING_SERVER__PORT=$port BILLING_SHUTDOWN__GRACE_PERIOD=0s "$bin" serve >"$work/out.log" 2>&1 &
+BILLING_DATABASE__URL=$url BILLING_SERVER__PORT=$port BILLING_ADMIN__PORT=0 BILLING_SHUTDOWN__GRACE_PERIOD=0s "$bin" serve >"$work/out.log" 2>&1 &
 svc=$!
 wait_http "http://127.0.0.1:$port/health/ready"
 curl -fsS "http://127.0.0.1:$port/health/ready" | grep -q '"status":"pass"'

@@ -8,7 +8,7 @@ work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 pid=
 
-export BILLING_DATABASE__URL="sqlite://$work/billing.db" BILLING_SERVER__PORT=0 BILLING_SHUTDOWN__GRACE_PERIOD=0s
+export BILLING_DATABASE__URL="sqlite://$work/billing.db" BILLING_SERVER__PORT=0 BILLING_ADMIN__PORT=0 BILLING_SHUTDOWN__GRACE_PERIOD=0s
 
 # The test-routes switch is not even a known setting in a release build.
 if out=$(BILLING_TEST_ROUTES=1 "$bin" config check 2>&1); then

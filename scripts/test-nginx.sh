@@ -20,7 +20,7 @@ trap cleanup EXIT
 
 svc_port=$(free_port) http_port=$(free_port) https_port=$(free_port)
 BILLING_SERVER__PORT=$svc_port BILLING_DATABASE__URL="sqlite://$work/billing.db" BILLING_SHUTDOWN__GRACE_PERIOD=0s \
-  BILLING_SERVER__TRUSTED_PROXIES=127.0.0.2 "$bin" serve >"$work/service.log" 2>&1 &
+  BILLING_ADMIN__PORT=0 BILLING_SERVER__TRUSTED_PROXIES=127.0.0.2 "$bin" serve >"$work/service.log" 2>&1 &
 svc=$!
 wait_http "http://127.0.0.1:$svc_port/health/ready"
 

@@ -11,7 +11,6 @@ pub struct Actor<'a> {
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db audit.record", skip_all, fields(otel.kind = "client"))]
-
 pub async fn record(
     conn: &mut AnyConnection,
     who: &Actor<'_>,

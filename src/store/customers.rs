@@ -30,7 +30,6 @@ fn from_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.insert", skip_all, fields(otel.kind = "client"))]
-
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO customers (id, tenant_id, name, email, currency, metadata, created) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -48,7 +47,6 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> 
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.update", skip_all, fields(otel.kind = "client"))]
-
 pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE customers SET name = $1, email = $2, currency = $3, metadata = $4 WHERE tenant_id = $5 AND id = $6",
@@ -65,7 +63,6 @@ pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> 
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.find", skip_all, fields(otel.kind = "client"))]
-
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM customers WHERE tenant_id = $1 AND id = $2"
@@ -75,7 +72,6 @@ pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Op
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.list", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<CustomerRow>, sqlx::Error> {
     page.fetch(conn, "customers", COLUMNS, tenant, &[], from_row).await
 }

@@ -91,7 +91,6 @@ fn line_from_row(row: &AnyRow) -> Result<LineRow, sqlx::Error> {
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.insert", skip_all, fields(otel.kind = "client"))]
-
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO invoices (id, tenant_id, customer_id, status, currency, due_date, subtotal, tax, total, metadata, created) \
@@ -114,7 +113,6 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> R
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.find", skip_all, fields(otel.kind = "client"))]
-
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"
@@ -179,7 +177,6 @@ pub async fn update(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.delete", skip_all, fields(otel.kind = "client"))]
-
 pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2")
         .bind(tenant)
@@ -195,7 +192,6 @@ pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.lines", skip_all, fields(otel.kind = "client"))]
-
 pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
@@ -237,7 +233,6 @@ pub async fn lines_of(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.add_refunded", skip_all, fields(otel.kind = "client"))]
-
 pub async fn add_refunded(conn: &mut AnyConnection, tenant: &str, id: &str, amount: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invoices SET amount_refunded = amount_refunded + $1 WHERE tenant_id = $2 AND id = $3")
         .bind(amount)
@@ -249,7 +244,6 @@ pub async fn add_refunded(conn: &mut AnyConnection, tenant: &str, id: &str, amou
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.insert_line", skip_all, fields(otel.kind = "client"))]
-
 pub async fn insert_line(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -276,7 +270,6 @@ pub async fn insert_line(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.update_line", skip_all, fields(otel.kind = "client"))]
-
 pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE invoice_lines SET description = $1, quantity = $2, unit_amount = $3, tax_rate_bps = $4, amount = $5, tax = $6 \
@@ -296,7 +289,6 @@ pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) ->
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.delete_line", skip_all, fields(otel.kind = "client"))]
-
 pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM invoice_lines WHERE tenant_id = $1 AND id = $2")
         .bind(tenant)
@@ -307,7 +299,6 @@ pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) 
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.list", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,

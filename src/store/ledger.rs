@@ -109,7 +109,6 @@ pub async fn post(conn: &mut AnyConnection, m: &Movement<'_>, postings: &[Postin
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db ledger.list", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,

@@ -86,7 +86,6 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &PaymentRow) -> R
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.find", skip_all, fields(otel.kind = "client"))]
-
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
@@ -118,7 +117,6 @@ pub async fn find_for_update(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.add_refunded", skip_all, fields(otel.kind = "client"))]
-
 pub async fn add_refunded(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -135,7 +133,6 @@ pub async fn add_refunded(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.list", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -147,7 +144,6 @@ pub async fn list(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.insert_refund", skip_all, fields(otel.kind = "client"))]
-
 pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refunds (id, tenant_id, payment_id, invoice_id, amount, currency, reason, metadata, created) \
@@ -168,7 +164,6 @@ pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.find_refund", skip_all, fields(otel.kind = "client"))]
-
 pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<RefundRow>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {REFUND_COLUMNS} FROM refunds WHERE tenant_id = $1 AND id = $2"
@@ -178,7 +173,6 @@ pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Re
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.list_refunds", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list_refunds(
     conn: &mut AnyConnection,
     tenant: &str,

@@ -43,7 +43,6 @@ pub async fn ensure(conn: &mut AnyConnection, tenant: &str, now: i64) -> Result<
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.set_invoice_prefix", skip_all, fields(otel.kind = "client"))]
-
 pub async fn set_invoice_prefix(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -60,7 +59,6 @@ pub async fn set_invoice_prefix(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.insert_key", skip_all, fields(otel.kind = "client"))]
-
 pub async fn insert_key(conn: &mut AnyConnection, k: &ApiKeyRow) -> Result<(), sqlx::Error> {
     ensure(conn, &k.tenant_id, k.created).await?;
     sqlx::query(
@@ -78,7 +76,6 @@ pub async fn insert_key(conn: &mut AnyConnection, k: &ApiKeyRow) -> Result<(), s
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.find_key", skip_all, fields(otel.kind = "client"))]
-
 pub async fn find_key(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"));
     let row = sqlx::query(sql).bind(id).fetch_optional(conn).await?;
@@ -86,7 +83,6 @@ pub async fn find_key(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiKe
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.list_keys", skip_all, fields(otel.kind = "client"))]
-
 pub async fn list_keys(conn: &mut AnyConnection, tenant: Option<&str>) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, id"
@@ -107,7 +103,6 @@ pub async fn revoke_key(conn: &mut AnyConnection, id: &str, now: i64) -> Result<
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.touch_key", skip_all, fields(otel.kind = "client"))]
-
 pub async fn touch_key(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_keys SET last_used = $1 WHERE id = $2")
         .bind(now)

@@ -71,6 +71,7 @@ impl Application {
         let state = AppState::new(Shared {
             auth: Authenticator::new(store.clone(), jwt),
             idempotency: Arc::new(Registry::new(config.idempotency.retention)),
+            webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
             store,
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,
@@ -152,6 +153,17 @@ impl Application {
         };
         tokio::spawn(trigger);
         crate::systemd::spawn_watchdog(stop.clone());
+        let dispatcher = if config.webhooks.dispatcher {
+            match crate::webhooks::dispatcher::Dispatcher::new(store.clone(), state.webhooks.clone()) {
+                Ok(d) => Some(tokio::spawn(d.run(stop.clone(), drain))),
+                Err(e) => {
+                    tracing::error!(error = %e, "the webhook dispatcher cannot start");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         tokio::spawn(crate::api::write::purge_expired(
             state.clone(),
             config.idempotency.retention,
@@ -175,6 +187,10 @@ impl Application {
             result = &mut server => { result?; true }
             _ = async { stop.cancelled().await; tokio::time::sleep(drain).await } => false,
         };
+        if let Some(dispatcher) = dispatcher {
+            // It stopped claiming when `stop` fired and has had the same drain time.
+            let _ = tokio::time::timeout(drain + Duration::from_secs(1), dispatcher).await;
+        }
         if drained {
             store.close().await;
             tracing::info!("shutdown complete");

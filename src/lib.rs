@@ -17,3 +17,4 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod webhooks;

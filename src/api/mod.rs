@@ -21,6 +21,7 @@ macro_rules! write_op {
     }};
 }
 pub mod customers;
+pub mod events;
 pub mod input;
 pub mod invoices;
 pub mod ledger;
@@ -28,6 +29,7 @@ pub mod list;
 pub mod objects;
 pub mod openapi;
 pub mod payments;
+pub mod webhooks;
 pub mod write;
 
 use axum::extract::FromRequestParts;
@@ -59,6 +61,16 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payments::create_refund, payments::list_refunds))
         .routes(routes!(payments::retrieve_refund))
         .routes(routes!(ledger::list))
+        .routes(routes!(events::list))
+        .routes(routes!(events::retrieve))
+        .routes(routes!(events::resend))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::retrieve, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retrieve_delivery))
+        .routes(routes!(webhooks::retry))
         .split_for_parts();
     (router, openapi::finish(api))
 }

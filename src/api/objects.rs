@@ -9,9 +9,11 @@ use crate::billing::invoices::Invoice as InvoiceWithLines;
 use crate::domain::invoice::Status;
 use crate::domain::money::Currency;
 use crate::store::customers::CustomerRow;
+use crate::store::events::EventRow;
 use crate::store::invoices::LineRow;
 use crate::store::ledger::EntryRow;
 use crate::store::payments::{PaymentRow, RefundRow};
+use crate::store::webhooks::{AttemptRow, DeliveryRow, EndpointRow};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Customer {
@@ -274,6 +276,145 @@ impl CustomerBalance {
             object: "customer_balance",
             customer,
             balances,
+        }
+    }
+}
+
+/// An event: what changed, with the object as it was right after the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Event {
+    /// `evt_…`
+    pub id: String,
+    #[schema(example = "event")]
+    pub object: &'static str,
+    /// For example `invoice.paid`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created: i64,
+    /// The object the event is about, as the API showed it then.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<EventRow> for Event {
+    fn from(e: EventRow) -> Self {
+        Event {
+            id: e.id,
+            object: "event",
+            kind: e.kind,
+            created: e.created,
+            data: serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// Where events are sent. The signing secret is shown once, when created or rotated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookEndpoint {
+    /// `we_…`
+    pub id: String,
+    #[schema(example = "webhook_endpoint")]
+    pub object: &'static str,
+    pub url: String,
+    pub description: Option<String>,
+    /// Event types sent to this endpoint, or `["*"]` for all.
+    pub enabled_events: Vec<String>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Why the endpoint was disabled: `manual` or `failing`.
+    pub disabled_reason: Option<String>,
+    /// Deliveries have failed since this time (none while healthy).
+    pub failing_since: Option<i64>,
+    pub created: i64,
+    /// Only in the answer to create and rotate_secret: `whsec_…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<EndpointRow> for WebhookEndpoint {
+    fn from(e: EndpointRow) -> Self {
+        WebhookEndpoint {
+            id: e.id,
+            object: "webhook_endpoint",
+            url: e.url,
+            description: e.description,
+            enabled_events: e.enabled_events,
+            status: e.status,
+            disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
+            created: e.created,
+            secret: None,
+        }
+    }
+}
+
+/// One event on its way to one endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookDelivery {
+    /// `wd_…`
+    pub id: String,
+    #[schema(example = "webhook_delivery")]
+    pub object: &'static str,
+    pub endpoint: String,
+    pub event: String,
+    /// `pending`, `succeeded` or `failed` (retries exhausted).
+    pub status: String,
+    pub attempts: i64,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created: i64,
+}
+
+impl From<DeliveryRow> for WebhookDelivery {
+    fn from(d: DeliveryRow) -> Self {
+        WebhookDelivery {
+            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
+            id: d.id,
+            object: "webhook_delivery",
+            endpoint: d.endpoint_id,
+            event: d.event_id,
+            status: d.status,
+            attempts: d.attempts,
+            last_status_code: d.last_status,
+            last_error: d.last_error,
+            created: d.created,
+        }
+    }
+}
+
+/// One HTTP attempt of a delivery, as logged.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAttempt {
+    /// `wa_…`
+    pub id: String,
+    #[schema(example = "webhook_attempt")]
+    pub object: &'static str,
+    pub delivery: String,
+    pub event: String,
+    pub attempted_at: i64,
+    /// The endpoint's HTTP status, if it answered.
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    /// Why the attempt failed (timeout, refused destination, connection error, non-2xx).
+    pub error: Option<String>,
+    /// The first KiB of the endpoint's answer.
+    pub response_excerpt: Option<String>,
+}
+
+impl From<AttemptRow> for WebhookAttempt {
+    fn from(a: AttemptRow) -> Self {
+        WebhookAttempt {
+            id: a.id,
+            object: "webhook_attempt",
+            delivery: a.delivery_id,
+            event: a.event_id,
+            attempted_at: a.attempted_at,
+            status_code: a.status_code,
+            latency_ms: a.latency_ms,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct ProblemDoc {
 #[openapi(
     info(
         title = "billing-api",
-        description = "Multi-tenant billing: customers, invoices, payments, refunds and a double-entry ledger. \
+        description = "Multi-tenant billing: customers, invoices, payments, refunds, a double-entry ledger, events and signed webhooks. \
             Amounts are integers in the currency's minor unit. Every error is application/problem+json.",
     ),
     components(schemas(ProblemDoc, FieldError, crate::domain::ledger::Account)),
@@ -39,6 +39,8 @@ pub struct ProblemDoc {
         (name = "payments", description = "Money received against invoices"),
         (name = "refunds", description = "Money given back against payments"),
         (name = "ledger", description = "The append-only double-entry ledger"),
+        (name = "events", description = "What changed, recorded with the change (a transactional outbox)"),
+        (name = "webhooks", description = "Signed deliveries of events to your endpoints (Standard Webhooks)"),
     )
 )]
 struct Base;

@@ -224,6 +224,8 @@ impl Write {
         if let Some(counter) = self.counter.filter(|_| status.is_success()) {
             metrics::count(counter);
         }
+        // Deliveries this write queued go out now rather than at the dispatcher's next poll.
+        crate::webhooks::wake();
         respond(status, body, content_type)
     }
 }

@@ -23,6 +23,9 @@ pub const SCOPES: &[&str] = &[
     "refunds:read",
     "refunds:write",
     "ledger:read",
+    "events:read",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

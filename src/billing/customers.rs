@@ -1,6 +1,7 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result};
+use super::{BillingError, Ctx, Result, events};
+use crate::api::objects::Customer;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::metadata::{self, Metadata};
 use crate::domain::money::Currency;
@@ -36,6 +37,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> 
     };
     customers::insert(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.created", &customer.id).await?;
+    events::emit(conn, ctx, "customer.created", &Customer::from(customer.clone())).await?;
     Ok(customer)
 }
 
@@ -74,6 +76,7 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Custom
     }
     customers::update(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.updated", &customer.id).await?;
+    events::emit(conn, ctx, "customer.updated", &Customer::from(customer.clone())).await?;
     Ok(customer)
 }
 

@@ -1,6 +1,7 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result};
+use super::{BillingError, Ctx, Result, events};
+use crate::api::objects;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::invoice::{self, Action, LineAmounts, MAX_LINES, Status};
 use crate::domain::ledger;
@@ -140,7 +141,9 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         invoices::insert_line(conn, &ctx.tenant, &invoice.id, line).await?;
     }
     ctx.audit(conn, "invoice.created", &invoice.id).await?;
-    Ok(Invoice { invoice, lines })
+    let result = Invoice { invoice, lines };
+    events::emit(conn, ctx, "invoice.created", &objects::Invoice::from(result.clone())).await?;
+    Ok(result)
 }
 
 pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Invoice> {
@@ -272,7 +275,13 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
     .await?;
     ctx.audit(conn, "invoice.finalized", id).await?;
     let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    Ok(Invoice { invoice, lines })
+    let result = Invoice { invoice, lines };
+    let snapshot = objects::Invoice::from(result.clone());
+    events::emit(conn, ctx, "invoice.finalized", &snapshot).await?;
+    if result.invoice.status == Status::Paid {
+        events::emit(conn, ctx, "invoice.paid", &snapshot).await?;
+    }
+    Ok(result)
 }
 
 pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
@@ -301,7 +310,9 @@ pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoi
     .await?;
     ctx.audit(conn, "invoice.voided", id).await?;
     let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    Ok(Invoice { invoice, lines })
+    let result = Invoice { invoice, lines };
+    events::emit(conn, ctx, "invoice.voided", &objects::Invoice::from(result.clone())).await?;
+    Ok(result)
 }
 
 pub async fn mark_uncollectible(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
@@ -312,7 +323,10 @@ pub async fn mark_uncollectible(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -
     invoices::update(conn, &ctx.tenant, &invoice, None).await?;
     ctx.audit(conn, "invoice.marked_uncollectible", id).await?;
     let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    Ok(Invoice { invoice, lines })
+    let result = Invoice { invoice, lines };
+    let snapshot = objects::Invoice::from(result.clone());
+    events::emit(conn, ctx, "invoice.marked_uncollectible", &snapshot).await?;
+    Ok(result)
 }
 
 /// Deletes a draft (it never had a number, so none is lost).

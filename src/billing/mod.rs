@@ -4,6 +4,7 @@
 //! Rule that idempotency relies on: an operation either fails before its first write, or succeeds.
 //! So a refused operation leaves its transaction clean and the refusal itself can be stored.
 pub mod customers;
+pub mod events;
 pub mod invoices;
 pub mod payments;
 

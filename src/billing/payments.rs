@@ -1,6 +1,7 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result};
+use super::{BillingError, Ctx, Result, events};
+use crate::api::objects;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::invoice::{self, Action, Status};
 use crate::domain::ledger;
@@ -89,6 +90,12 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
     };
     post(conn, &movement, &ledger::payment(input.amount)).await?;
     ctx.audit(conn, "payment.created", &payment.id).await?;
+    events::emit(conn, ctx, "payment.created", &objects::Payment::from(payment.clone())).await?;
+    if inv.status == Status::Paid {
+        let lines = invoices::lines(conn, &ctx.tenant, &inv.id).await?;
+        let paid = objects::Invoice::from(super::invoices::Invoice { invoice: inv, lines });
+        events::emit(conn, ctx, "invoice.paid", &paid).await?;
+    }
     Ok(payment)
 }
 
@@ -134,6 +141,7 @@ pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Re
     };
     post(conn, &movement, &ledger::refund(amount)).await?;
     ctx.audit(conn, "refund.created", &refund.id).await?;
+    events::emit(conn, ctx, "refund.created", &objects::Refund::from(refund.clone())).await?;
     Ok(refund)
 }
 

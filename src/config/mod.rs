@@ -31,6 +31,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub idempotency: IdempotencyConfig,
+    pub webhooks: WebhookConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -105,6 +106,37 @@ pub struct IdempotencyConfig {
     pub retention: Duration,
     #[serde(serialize_with = "as_humantime")]
     pub purge_interval: Duration,
+}
+
+/// Webhook delivery: secrets at rest, the destination policy, timeouts, retries and the breaker.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookConfig {
+    #[serde(serialize_with = "redacted_opt")]
+    pub encryption_key: Option<SecretString>,
+    #[serde(serialize_with = "redacted_opt")]
+    pub previous_encryption_key: Option<SecretString>,
+    pub allow_http: bool,
+    pub allowed_networks: Vec<String>,
+    #[serde(serialize_with = "as_humantime")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub timeout: Duration,
+    #[serde(serialize_with = "as_humantime_list")]
+    pub retry_schedule: Vec<Duration>,
+    pub breaker_threshold: u32,
+    #[serde(serialize_with = "as_humantime")]
+    pub breaker_cooldown: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub disable_after: Duration,
+    #[serde(serialize_with = "as_humantime")]
+    pub secret_overlap: Duration,
+    pub dispatcher: bool,
+    #[serde(serialize_with = "as_humantime")]
+    pub poll_interval: Duration,
+    pub batch_size: usize,
+    pub concurrency: usize,
+    #[serde(serialize_with = "as_humantime")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,6 +214,27 @@ impl Default for Config {
             idempotency: IdempotencyConfig {
                 retention: Duration::from_secs(24 * 3600),
                 purge_interval: Duration::from_secs(600),
+            },
+            webhooks: WebhookConfig {
+                encryption_key: None,
+                previous_encryption_key: None,
+                allow_http: false,
+                allowed_networks: Vec::new(),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(10),
+                // About three days in all, like the major providers.
+                retry_schedule: [5, 300, 1800, 7200, 18000, 36000, 86400, 86400]
+                    .map(Duration::from_secs)
+                    .to_vec(),
+                breaker_threshold: 5,
+                breaker_cooldown: Duration::from_secs(60),
+                disable_after: Duration::from_secs(5 * 86400),
+                secret_overlap: Duration::from_secs(86400),
+                dispatcher: true,
+                poll_interval: Duration::from_secs(1),
+                batch_size: 32,
+                concurrency: 16,
+                lease: Duration::from_secs(60),
             },
             log: LogConfig {
                 level: "info".into(),
@@ -264,6 +317,30 @@ impl Config {
             retention: layers.get("idempotency.retention", d.idempotency.retention),
             purge_interval: layers.get("idempotency.purge_interval", d.idempotency.purge_interval),
         };
+        let w = d.webhooks;
+        let webhooks = WebhookConfig {
+            // An empty value means "not set", so a template can leave the key blank.
+            encryption_key: layers
+                .secret("webhooks.encryption_key", credentials_dir)
+                .filter(|k| !k.expose_secret().is_empty()),
+            previous_encryption_key: layers
+                .secret("webhooks.previous_encryption_key", credentials_dir)
+                .filter(|k| !k.expose_secret().is_empty()),
+            allow_http: layers.get("webhooks.allow_http", w.allow_http),
+            allowed_networks: layers.get("webhooks.allowed_networks", w.allowed_networks),
+            connect_timeout: layers.get("webhooks.connect_timeout", w.connect_timeout),
+            timeout: layers.get("webhooks.timeout", w.timeout),
+            retry_schedule: layers.get("webhooks.retry_schedule", w.retry_schedule),
+            breaker_threshold: layers.get("webhooks.breaker_threshold", w.breaker_threshold),
+            breaker_cooldown: layers.get("webhooks.breaker_cooldown", w.breaker_cooldown),
+            disable_after: layers.get("webhooks.disable_after", w.disable_after),
+            secret_overlap: layers.get("webhooks.secret_overlap", w.secret_overlap),
+            dispatcher: layers.get("webhooks.dispatcher", w.dispatcher),
+            poll_interval: layers.get("webhooks.poll_interval", w.poll_interval),
+            batch_size: layers.get("webhooks.batch_size", w.batch_size),
+            concurrency: layers.get("webhooks.concurrency", w.concurrency),
+            lease: layers.get("webhooks.lease", w.lease),
+        };
         let log = LogConfig {
             level: layers.get("log.level", d.log.level),
             format: match layers.get_opt::<String>("log.format").as_deref() {
@@ -292,6 +369,7 @@ impl Config {
             database,
             auth,
             idempotency,
+            webhooks,
             log,
             shutdown,
         };
@@ -413,6 +491,53 @@ impl Config {
             "idempotency.purge_interval",
             "must be greater than zero".into(),
         );
+        let w = &self.webhooks;
+        for (key, value) in [
+            ("webhooks.encryption_key", &w.encryption_key),
+            ("webhooks.previous_encryption_key", &w.previous_encryption_key),
+        ] {
+            if let Some(value) = value {
+                check(
+                    crate::webhooks::secrets::parse_key(value.expose_secret()).is_some(),
+                    key,
+                    "must be 32 random bytes in base64 (e.g. `openssl rand -base64 32`)".into(),
+                );
+            }
+        }
+        for network in &w.allowed_networks {
+            check(
+                crate::http::client_ip::parse_network(network).is_some(),
+                "webhooks.allowed_networks",
+                format!("{network:?} is not an IP address or network such as 127.0.0.1/32"),
+            );
+        }
+        check(
+            !w.retry_schedule.is_empty(),
+            "webhooks.retry_schedule",
+            "needs at least one delay".into(),
+        );
+        check(
+            w.breaker_threshold >= 1,
+            "webhooks.breaker_threshold",
+            "must be at least 1".into(),
+        );
+        for (key, ok) in [
+            ("webhooks.timeout", !w.timeout.is_zero()),
+            ("webhooks.connect_timeout", !w.connect_timeout.is_zero()),
+            ("webhooks.poll_interval", !w.poll_interval.is_zero()),
+            ("webhooks.batch_size", w.batch_size > 0),
+            ("webhooks.concurrency", w.concurrency > 0),
+        ] {
+            check(ok, key, "must be greater than zero".into());
+        }
+        check(
+            w.lease > w.timeout,
+            "webhooks.lease",
+            format!(
+                "must be longer than webhooks.timeout ({}), or a slow attempt could be sent twice",
+                humantime::format_duration(w.timeout)
+            ),
+        );
         if let Err(problems) = crate::auth::jwt::Settings::from_config(&self.auth) {
             for (key, message) in problems {
                 check(false, key, message);
@@ -480,6 +605,10 @@ impl std::error::Error for ConfigError {}
 
 fn as_humantime<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn as_humantime_list<S: Serializer>(ds: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ds.iter().map(|d| humantime::format_duration(*d).to_string()))
 }
 
 fn redacted<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {

@@ -139,6 +139,65 @@ pub const KEYS: &[KeyDoc] = &[
         "idempotency.purge_interval",
         "How often expired idempotency keys are deleted.",
     ),
+    KeyDoc {
+        key: "webhooks.encryption_key",
+        secret: true,
+        default_text: None,
+        description: "Key that encrypts webhook signing secrets at rest: 32 random bytes in base64 (`openssl rand -base64 32`). Webhook endpoints cannot be created without it.",
+    },
+    KeyDoc {
+        key: "webhooks.previous_encryption_key",
+        secret: true,
+        default_text: None,
+        description: "The key being rotated out: secrets encrypted with it can still be read (see docs/operations.md).",
+    },
+    key(
+        "webhooks.allow_http",
+        "Accept `http://` endpoint URLs (development only); otherwise `https://` is required.",
+    ),
+    key(
+        "webhooks.allowed_networks",
+        "Networks webhooks may reach even though they are private, loopback or link-local (e.g. `10.1.0.0/16`). Empty: only public addresses.",
+    ),
+    key("webhooks.connect_timeout", "Longest wait to connect to an endpoint."),
+    key(
+        "webhooks.timeout",
+        "Longest a delivery attempt may take; a slower endpoint counts as failed.",
+    ),
+    key(
+        "webhooks.retry_schedule",
+        "Delays before each retry of a failed delivery (with ±20% jitter); after the last one the delivery is marked failed.",
+    ),
+    key(
+        "webhooks.breaker_threshold",
+        "Consecutive failures that open an endpoint's circuit breaker.",
+    ),
+    key(
+        "webhooks.breaker_cooldown",
+        "How long an open breaker defers the endpoint's deliveries before one probe is sent.",
+    ),
+    key(
+        "webhooks.disable_after",
+        "An endpoint failing without a success for this long is disabled (event `webhook_endpoint.disabled`).",
+    ),
+    key(
+        "webhooks.secret_overlap",
+        "After `rotate_secret`, how long the previous secret keeps signing next to the new one.",
+    ),
+    key(
+        "webhooks.dispatcher",
+        "Run the delivery dispatcher in this process (any number of replicas may).",
+    ),
+    key(
+        "webhooks.poll_interval",
+        "How often the dispatcher looks for due deliveries when nothing wakes it.",
+    ),
+    key("webhooks.batch_size", "Deliveries claimed at once."),
+    key("webhooks.concurrency", "Delivery attempts in flight at once."),
+    key(
+        "webhooks.lease",
+        "How long a claimed delivery is reserved for its dispatcher; a crashed dispatcher's claims come back after it.",
+    ),
     key(
         "log.level",
         "Log filter: a level (`info`) or directives (`info,billing_api=debug`). `RUST_LOG` wins when set.",

@@ -115,6 +115,27 @@ impl FromRaw for Vec<String> {
     }
 }
 
+/// Lists of durations: a TOML array, or comma-separated text (`5s,5m,1h`).
+impl FromRaw for Vec<Duration> {
+    const EXPECTED: &'static str =
+        "a list of durations such as [\"5s\", \"5m\", \"1h\"] (comma-separated in the environment)";
+    fn from_raw(raw: &Raw) -> Option<Self> {
+        match raw {
+            Raw::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| Duration::from_raw(&Raw::Toml(v.clone())))
+                .collect(),
+            Raw::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Duration::from_raw(&Raw::Text(s.to_owned())))
+                .collect(),
+            _ => None,
+        }
+    }
+}
+
 impl Layers {
     /// The value of `key`, or `default` when it is not set. A bad value is recorded as a problem
     /// (and the default used so that reading can go on and report the others).

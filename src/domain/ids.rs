@@ -13,6 +13,10 @@ pub enum Kind {
     LedgerTransaction,
     ApiKey,
     Audit,
+    Event,
+    WebhookEndpoint,
+    WebhookDelivery,
+    WebhookAttempt,
 }
 
 impl Kind {
@@ -27,6 +31,10 @@ impl Kind {
             Kind::LedgerTransaction => "ltx_",
             Kind::ApiKey => "key_",
             Kind::Audit => "aud_",
+            Kind::Event => "evt_",
+            Kind::WebhookEndpoint => "we_",
+            Kind::WebhookDelivery => "wd_",
+            Kind::WebhookAttempt => "wa_",
         }
     }
 }

@@ -36,6 +36,8 @@ pub const FIELD_CODES: &[&str] = &[
     "currency_locked",
     "exceeds_amount_remaining",
     "exceeds_refundable",
+    "invalid_url",
+    "unknown_event_type",
 ];
 
 impl FieldError {

@@ -26,5 +26,13 @@ async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     metrics::pool(pool.size(), pool.num_idle(), pool.options().get_max_connections());
     let (ready, _) = health::evaluate(&state).await;
     metrics::ready(ready);
+    if let Ok(mut conn) = state.store.acquire().await {
+        let now = crate::billing::now();
+        let due = crate::store::webhooks::due_count(&mut conn, now).await;
+        let open = crate::store::webhooks::open_breakers(&mut conn, now).await;
+        if let (Ok(due), Ok(open)) = (due, open) {
+            metrics::webhook_queue(due, open);
+        }
+    }
     ([(header::CONTENT_TYPE, EXPOSITION)], metrics::render())
 }

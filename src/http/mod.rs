@@ -42,6 +42,7 @@ pub struct Shared {
     pub health_timeout: Duration,
     pub auth: Authenticator,
     pub idempotency: Arc<crate::api::write::Registry>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {

@@ -35,6 +35,7 @@ pub const CODES: &[&str] = &[
     "internal_error",
     "overloaded",
     "database_unavailable",
+    "webhooks_not_configured",
 ];
 
 /// Where the `type` URIs point: the error catalogue in the repository.

@@ -4,6 +4,7 @@
 //! where the backends' semantics differ (transaction start, row locks) ask [`Backend`].
 pub mod audit;
 pub mod customers;
+pub mod events;
 pub mod idempotency;
 pub mod invoices;
 pub mod ledger;
@@ -12,6 +13,7 @@ pub mod page;
 pub mod payments;
 mod rows;
 pub mod tenants;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::Once;

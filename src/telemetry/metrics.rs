@@ -23,6 +23,13 @@ pub const PAYMENTS_RECORDED: &str = "billing_payments_recorded_total";
 pub const REFUNDS_RECORDED: &str = "billing_refunds_recorded_total";
 pub const IDEMPOTENT_REPLAYS: &str = "billing_idempotent_replays_total";
 pub const AUTH_FAILURES: &str = "billing_auth_failures_total";
+pub const WEBHOOK_QUEUE_DEPTH: &str = "billing_webhook_queue_depth";
+pub const WEBHOOK_ATTEMPTS: &str = "billing_webhook_delivery_attempts_total";
+/// The `outcome` label values of webhook attempts (a closed set).
+pub const WEBHOOK_OUTCOMES: &[&str] = &["success", "http_error", "timeout", "refused", "error"];
+pub const WEBHOOK_RETRIES: &str = "billing_webhook_retries_total";
+pub const WEBHOOK_BREAKER_TRANSITIONS: &str = "billing_webhook_breaker_transitions_total";
+pub const WEBHOOK_BREAKERS_OPEN: &str = "billing_webhook_breakers_open";
 pub const TRACE_SPANS_DROPPED: &str = "billing_trace_spans_dropped_total";
 pub const TRACE_SPANS_EXPORTED: &str = "billing_trace_spans_exported_total";
 pub const TRACE_EXPORT_FAILURES: &str = "billing_trace_export_failures_total";
@@ -82,6 +89,20 @@ fn describe() {
         "Requests answered from a stored Idempotency-Key result"
     );
     describe_counter!(AUTH_FAILURES, "Refused credentials by reason");
+    describe_gauge!(WEBHOOK_QUEUE_DEPTH, "Webhook deliveries due now and not yet delivered");
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts by outcome (success, http_error, timeout, refused, error)"
+    );
+    describe_counter!(WEBHOOK_RETRIES, "Webhook delivery attempts after the first");
+    describe_counter!(
+        WEBHOOK_BREAKER_TRANSITIONS,
+        "Endpoint circuit breakers opening and closing"
+    );
+    describe_gauge!(
+        WEBHOOK_BREAKERS_OPEN,
+        "Webhook endpoints whose circuit breaker is open now"
+    );
     describe_counter!(
         TRACE_SPANS_DROPPED,
         "Trace spans dropped because the export queue was full"
@@ -98,11 +119,18 @@ fn describe() {
         PAYMENTS_RECORDED,
         REFUNDS_RECORDED,
         IDEMPOTENT_REPLAYS,
+        WEBHOOK_RETRIES,
         TRACE_SPANS_DROPPED,
         TRACE_SPANS_EXPORTED,
         TRACE_EXPORT_FAILURES,
     ] {
         counter!(name).increment(0);
+    }
+    for outcome in WEBHOOK_OUTCOMES {
+        counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).increment(0);
+    }
+    for to in ["open", "closed"] {
+        counter!(WEBHOOK_BREAKER_TRANSITIONS, "to" => to).increment(0);
     }
     gauge!(HTTP_REQUESTS_IN_FLIGHT).set(0.0);
     process().describe();
@@ -197,6 +225,19 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         gauge!(HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
     }
+}
+
+pub fn webhook_attempt(outcome: &'static str) {
+    counter!(WEBHOOK_ATTEMPTS, "outcome" => outcome).increment(1);
+}
+
+pub fn breaker_transition(to: &'static str) {
+    counter!(WEBHOOK_BREAKER_TRANSITIONS, "to" => to).increment(1);
+}
+
+pub fn webhook_queue(due: i64, breakers_open: i64) {
+    gauge!(WEBHOOK_QUEUE_DEPTH).set(due as f64);
+    gauge!(WEBHOOK_BREAKERS_OPEN).set(breakers_open as f64);
 }
 
 pub fn auth_failure(reason: &'static str) {

@@ -84,6 +84,18 @@ pub fn extract(headers: &http::HeaderMap) -> Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&opentelemetry_http::HeaderExtractor(headers)))
 }
 
+/// The `traceparent` of the current span, for outbound requests (none when traces are off).
+pub fn current_traceparent() -> Option<String> {
+    if !super::traces_enabled() {
+        return None;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
+    carrier.remove("traceparent")
+}
+
 /// Admits a finished span only while the export queue has room, so that a stalled collector
 /// makes spans drop here, where they are counted (the batch processor's own count is private).
 #[derive(Debug)]

@@ -16,3 +16,4 @@ mod process;
 mod properties;
 mod tenancy;
 mod walkthrough;
+mod webhooks;

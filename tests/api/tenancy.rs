@@ -29,12 +29,30 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         .post("/v1/refunds", json!({"payment": payment, "amount": 10}))
         .await
         .id();
+    // A's webhook endpoint (to a port nobody listens on), with a delivery of a later event.
+    let endpoint = a
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]}),
+        )
+        .await
+        .id();
+    a.customer("usd").await;
+    let deliveries = a
+        .get(&format!("/v1/webhook_deliveries?endpoint={endpoint}"))
+        .await
+        .expect(200);
+    let delivery = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    let event = deliveries["data"][0]["event"].as_str().unwrap().to_owned();
     let ids: BTreeMap<&str, &str> = [
         ("customer", customer.as_str()),
         ("invoice", draft_id.as_str()),
         ("line", line.as_str()),
         ("payment", payment.as_str()),
         ("refund", refund.as_str()),
+        ("endpoint", endpoint.as_str()),
+        ("delivery", delivery.as_str()),
+        ("event", event.as_str()),
     ]
     .into();
     let before = snapshot(&a, &customer, &draft_id, &invoice, &payment).await;
@@ -112,6 +130,55 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             Some(json!({"payment": payment, "amount": 1})),
         ),
         ("get", "/v1/refunds/{id}", format!("/v1/refunds/{refund}"), None),
+        ("get", "/v1/events/{id}", format!("/v1/events/{event}"), None),
+        (
+            "post",
+            "/v1/events/{id}/resend",
+            format!("/v1/events/{event}/resend"),
+            Some(json!({"endpoint": endpoint})),
+        ),
+        (
+            "get",
+            "/v1/webhook_endpoints/{id}",
+            format!("/v1/webhook_endpoints/{endpoint}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/webhook_endpoints/{id}",
+            format!("/v1/webhook_endpoints/{endpoint}"),
+            Some(json!({"url": "http://127.0.0.1:9/stolen"})),
+        ),
+        (
+            "delete",
+            "/v1/webhook_endpoints/{id}",
+            format!("/v1/webhook_endpoints/{endpoint}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/webhook_endpoints/{id}/rotate_secret",
+            format!("/v1/webhook_endpoints/{endpoint}/rotate_secret"),
+            Some(json!({})),
+        ),
+        (
+            "get",
+            "/v1/webhook_endpoints/{id}/deliveries",
+            format!("/v1/webhook_endpoints/{endpoint}/deliveries"),
+            None,
+        ),
+        (
+            "get",
+            "/v1/webhook_deliveries/{id}",
+            format!("/v1/webhook_deliveries/{delivery}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/webhook_deliveries/{id}/retry",
+            format!("/v1/webhook_deliveries/{delivery}/retry"),
+            Some(json!({})),
+        ),
     ];
     // Listings: A's ids as cursors are 404; as filters they match nothing.
     let lists: Vec<Listing> = vec![
@@ -120,6 +187,13 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("/v1/payments", "payment", &[("invoice", "invoice")]),
         ("/v1/refunds", "refund", &[("payment", "payment")]),
         ("/v1/ledger_entries", "", &[("customer", "customer")]),
+        ("/v1/events", "event", &[]),
+        ("/v1/webhook_endpoints", "endpoint", &[]),
+        (
+            "/v1/webhook_deliveries",
+            "delivery",
+            &[("endpoint", "endpoint"), ("event", "event")],
+        ),
     ];
 
     let doc = app.get("/openapi.json").await.json::<Value>().await.unwrap();
@@ -140,6 +214,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         .collect();
     covered.extend(lists.iter().map(|(p, _, _)| ("get".to_owned(), (*p).to_owned())));
     covered.push(("post".into(), "/v1/customers".into())); // creates in B's own tenant
+    covered.push(("post".into(), "/v1/webhook_endpoints".into())); // likewise
     documented.sort();
     covered.sort();
     assert_eq!(documented, covered, "every documented route is checked for isolation");

@@ -4,6 +4,7 @@ pub mod api;
 pub mod jwt;
 pub mod postgres;
 pub mod process;
+pub mod receiver;
 
 use std::net::SocketAddr;
 
@@ -85,6 +86,9 @@ impl TestDb {
     }
 }
 
+/// 32 bytes of 0x2a in base64: a key for tests only.
+pub const TEST_ENCRYPTION_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+
 /// The configuration a test app runs with: the real loader, fed a test environment.
 pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
     let mut env = vec![
@@ -93,6 +97,16 @@ pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
         ("BILLING_DATABASE__URL".to_owned(), url.to_owned()),
         ("BILLING_DATABASE__MIGRATE_ON_START".to_owned(), "true".to_owned()),
         ("BILLING_SHUTDOWN__GRACE_PERIOD".to_owned(), "0s".to_owned()),
+        // Webhooks on, to receivers the tests run on loopback.
+        (
+            "BILLING_WEBHOOKS__ENCRYPTION_KEY".to_owned(),
+            TEST_ENCRYPTION_KEY.to_owned(),
+        ),
+        ("BILLING_WEBHOOKS__ALLOW_HTTP".to_owned(), "true".to_owned()),
+        (
+            "BILLING_WEBHOOKS__ALLOWED_NETWORKS".to_owned(),
+            "127.0.0.0/8".to_owned(),
+        ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     match Config::load(&Sources { file: None, env }) {

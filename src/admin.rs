@@ -1,7 +1,7 @@
 //! Operator commands that act on the database: API keys and tenant settings.
 use crate::auth::{SCOPES, api_key};
-use crate::cli::{ApikeyAction, TenantAction};
-use crate::store::{Store, tenants};
+use crate::cli::{ApikeyAction, TenantAction, WebhooksAction};
+use crate::store::{Store, tenants, webhooks};
 
 fn valid_tenant(tenant: &str) -> Result<(), String> {
     let ok =
@@ -82,6 +82,43 @@ pub async fn apikey(store: &Store, action: ApikeyAction) -> Result<(), String> {
             println!("revoked {id}");
         }
     }
+    Ok(())
+}
+
+/// Re-encrypts webhook secrets still under the previous key; each endpoint in its own statement,
+/// so an interrupted run can simply be started again.
+pub async fn webhooks(
+    store: &Store,
+    config: &crate::config::WebhookConfig,
+    action: WebhooksAction,
+) -> Result<(), String> {
+    let WebhooksAction::Reencrypt = action;
+    let hooks = crate::webhooks::Webhooks::new(config);
+    let cipher = hooks
+        .cipher
+        .as_ref()
+        .ok_or("webhooks.encryption_key is not set: there is no key to encrypt under")?;
+    let db = |e: sqlx::Error| crate::store::describe_error(&e);
+    let mut conn = store.acquire().await.map_err(db)?;
+    let (mut changed, mut total) = (0, 0);
+    for (id, secret, previous) in webhooks::all_secrets(&mut conn).await.map_err(db)? {
+        total += 1;
+        let current = cipher.is_current(&secret) && previous.as_deref().is_none_or(|p| cipher.is_current(p));
+        if current {
+            continue;
+        }
+        let again = |stored: &str| -> Result<String, String> {
+            let plain = cipher.decrypt(stored).map_err(|e| format!("{id}: {e}"))?;
+            cipher.encrypt(&plain)
+        };
+        let secret = again(&secret)?;
+        let previous = previous.as_deref().map(again).transpose()?;
+        webhooks::set_secrets(&mut conn, &id, &secret, previous.as_deref())
+            .await
+            .map_err(db)?;
+        changed += 1;
+    }
+    println!("{changed} of {total} webhook endpoints re-encrypted; every secret is now under the current key");
     Ok(())
 }
 

@@ -43,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
+    /// Webhook maintenance.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
     /// Exit 0 if the running service reports ready (for container health checks).
@@ -99,6 +104,13 @@ pub enum ApikeyAction {
     },
     /// Revoke a key: it stops working at once.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksAction {
+    /// Re-encrypt every endpoint's signing secrets under webhooks.encryption_key (after a key
+    /// rotation, with the old key as webhooks.previous_encryption_key).
+    Reencrypt,
 }
 
 #[derive(Debug, Subcommand)]

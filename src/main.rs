@@ -88,6 +88,12 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Migrate { action } => migrate(&config, action).await,
         Command::Apikey { action } => with_store(&config, async |store| admin::apikey(store, action).await).await,
         Command::Tenant { action } => with_store(&config, async |store| admin::tenant(store, action).await).await,
+        Command::Webhooks { action } => {
+            with_store(&config, async |store| {
+                admin::webhooks(store, &config.webhooks, action).await
+            })
+            .await
+        }
         Command::Serve => serve(config).await,
         Command::Version { .. }
         | Command::Openapi

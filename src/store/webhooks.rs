@@ -144,6 +144,31 @@ pub async fn delete_endpoint(conn: &mut AnyConnection, tenant: &str, id: &str) -
     Ok(())
 }
 
+/// Every endpoint's encrypted secrets, across tenants (key rotation).
+pub async fn all_secrets(conn: &mut AnyConnection) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, secret, previous_secret FROM webhook_endpoints ORDER BY id")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((get(r, "id")?, get(r, "secret")?, get(r, "previous_secret")?)))
+        .collect()
+}
+
+pub async fn set_secrets(
+    conn: &mut AnyConnection,
+    id: &str,
+    secret: &str,
+    previous: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE webhook_endpoints SET secret = $2, previous_secret = $3 WHERE id = $1")
+        .bind(id)
+        .bind(secret)
+        .bind(previous)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The tenant's enabled endpoints subscribed to `event_type` (or to `*`).
 #[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.subscribers", skip_all, fields(otel.kind = "client"))]
 pub async fn subscribers(conn: &mut AnyConnection, tenant: &str, event_type: &str) -> Result<Vec<String>, sqlx::Error> {

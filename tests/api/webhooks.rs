@@ -510,3 +510,129 @@ async fn three_replicas_on_postgres_deliver_everything_once() {
     assert!(twice.is_empty(), "no delivery was sent twice: {twice:?}");
     drop(servers);
 }
+
+/// An endpoint that keeps failing past `webhooks.disable_after` is disabled, and says so with a
+/// `webhook_endpoint.disabled` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_for_too_long_is_disabled() {
+    let mut env = FAST.to_vec();
+    env.push(("BILLING_WEBHOOKS__DISABLE_AFTER", "2s"));
+    env.push(("BILLING_WEBHOOKS__BREAKER_COOLDOWN", "1s"));
+    let Some(app) = spawn_app_with(Backend::Sqlite, &env).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    receiver.set(DOWN);
+    let api = app.tenant("acme").await;
+    let (endpoint_id, _) = endpoint(&api, &receiver.url, &["customer.created"]).await;
+    api.customer("eur").await;
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        state = api
+            .get(&format!("/v1/webhook_endpoints/{endpoint_id}"))
+            .await
+            .expect(200);
+        if state["status"] == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["status"], "disabled", "{state}");
+    assert_eq!(state["disabled_reason"], "failing");
+    let events = api.get("/v1/events?type=webhook_endpoint.disabled").await.expect(200);
+    assert_eq!(events["data"][0]["data"]["id"], endpoint_id.as_str());
+}
+
+/// SIGTERM with an attempt in flight: the dispatcher stops claiming and, when the drain timeout
+/// ends before the attempt does, gives the delivery back, so the next start sends it at once
+/// (rather than after its lease of a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_deliveries_it_cannot_finish() {
+    let Some(db) = TestDb::empty(Backend::Sqlite).await else {
+        return;
+    };
+    let env = process_env(
+        &db.url,
+        &[
+            ("BILLING_WEBHOOKS__TIMEOUT", "30s"),
+            ("BILLING_WEBHOOKS__LEASE", "60s"),
+            ("BILLING_SHUTDOWN__DRAIN_TIMEOUT", "1s"),
+        ],
+    );
+    let (status, key, err) = run(&["apikey", "create", "--tenant", "acme", "--scope", "*"], &refs(&env));
+    assert!(status.success(), "{err}");
+    let receiver = Receiver::start().await;
+    receiver.set(SLOW);
+    let mut server = Server::start(&refs(&env));
+    let api = api_for(&server.wait_for_address(), key.trim());
+    endpoint(&api, &receiver.url, &["customer.created"]).await;
+    let customer = api.customer("eur").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal("TERM");
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = server.wait(Duration::from_secs(10));
+        (status, server.text())
+    })
+    .await
+    .unwrap();
+    assert!(
+        exited.0.is_some_and(|s| s.success()),
+        "exits 0 within the drain timeout:\n{}",
+        exited.1
+    );
+    assert!(exited.1.contains("their deliveries were released"), "{}", exited.1);
+
+    receiver.set(UP);
+    let server = Server::start(&refs(&env));
+    server.wait_for_address();
+    let got = receiver
+        .wait_for(
+            Duration::from_secs(10),
+            "the released delivery, well before its lease ends",
+            |d| !d.is_empty(),
+        )
+        .await;
+    assert_eq!(got[0].json()["data"]["id"], customer.as_str());
+}
+
+/// Rotating `webhooks.encryption_key`: with the old key as the previous one, `webhooks
+/// reencrypt` moves every secret under the new key, after which the old key can go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encryption_key_can_be_rotated() {
+    const NEW_KEY: &str = "ZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=";
+    let Some(db) = TestDb::empty(Backend::Sqlite).await else {
+        return;
+    };
+    let old = process_env(&db.url, &[]);
+    let (status, key, err) = run(&["apikey", "create", "--tenant", "acme", "--scope", "*"], &refs(&old));
+    assert!(status.success(), "{err}");
+    let receiver = Receiver::start().await;
+    let server = Server::start(&refs(&old));
+    let api = api_for(&server.wait_for_address(), key.trim());
+    let (_, secret) = endpoint(&api, &receiver.url, &["customer.created"]).await;
+    drop(server);
+
+    let mut rotating = process_env(
+        &db.url,
+        &[("BILLING_WEBHOOKS__PREVIOUS_ENCRYPTION_KEY", TEST_ENCRYPTION_KEY)],
+    );
+    rotating.retain(|(k, _)| k != "BILLING_WEBHOOKS__ENCRYPTION_KEY");
+    rotating.push(("BILLING_WEBHOOKS__ENCRYPTION_KEY".into(), NEW_KEY.into()));
+    let (status, out, err) = run(&["webhooks", "reencrypt"], &refs(&rotating));
+    assert!(status.success(), "{err}");
+    assert!(out.starts_with("1 of 1 webhook endpoints re-encrypted"), "{out}");
+    let (_, out, _) = run(&["webhooks", "reencrypt"], &refs(&rotating));
+    assert!(out.starts_with("0 of 1"), "a second run has nothing to do: {out}");
+
+    // The new key alone now reads the secret: deliveries still verify with the endpoint's secret.
+    rotating.retain(|(k, _)| k != "BILLING_WEBHOOKS__PREVIOUS_ENCRYPTION_KEY");
+    let server = Server::start(&refs(&rotating));
+    let api = api_for(&server.wait_for_address(), key.trim());
+    api.customer("eur").await;
+    let got = receiver
+        .wait_for(Duration::from_secs(10), "a delivery under the new key", |d| {
+            !d.is_empty()
+        })
+        .await;
+    assert!(got[0].verifies_with(&secret));
+}

@@ -8,6 +8,9 @@ chmod 700 "$dir"
 if [ ! -s "$dir/postgres-password" ]; then
   head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$dir/postgres-password"
 fi
+if [ ! -s "$dir/webhook-encryption-key" ]; then
+  head -c 32 /dev/urandom | base64 >"$dir/webhook-encryption-key"
+fi
 printf 'postgres://billing:%s@postgres:5432/billing\n' "$(cat "$dir/postgres-password")" >"$dir/database-url"
 chmod 600 "$dir"/*
 echo "secrets in $dir"

@@ -212,7 +212,7 @@ impl Write {
             let stored = StoredResponse {
                 request_hash: request_hash.clone(),
                 status_code: status.as_u16(),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: without_secret(&body),
             };
             if let Err(e) = idempotency::store(&mut self.tx, &self.ctx.tenant, key, &stored, self.ctx.now).await {
                 return Problem::from(e).into_response();
@@ -227,6 +227,22 @@ impl Write {
         // Deliveries this write queued go out now rather than at the dispatcher's next poll.
         crate::webhooks::wake();
         respond(status, body, content_type)
+    }
+}
+
+/// The response as stored for replays. A webhook signing secret is shown once and is kept only
+/// encrypted: a replay answers the endpoint without it (rotate the secret if it was lost).
+fn without_secret(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if !text.contains("\"secret\"") {
+        return text.into_owned();
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.remove("secret");
+            serde_json::Value::Object(object).to_string()
+        }
+        _ => text.into_owned(),
     }
 }
 

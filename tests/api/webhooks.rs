@@ -384,6 +384,45 @@ async fn private_destinations_are_refused_unless_allowed() {
     assert!(receiver.all().is_empty(), "nothing reached the loopback receiver");
 }
 
+/// The signing secret is never stored in clear, not even as a stored response for replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_creation_does_not_reveal_the_secret_again() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, FAST).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    let body = json!({"url": "https://hooks.example.com/x", "enabled_events": ["*"]});
+    let send = || {
+        api.client
+            .post(app.url("/v1/webhook_endpoints"))
+            .bearer_auth(&api.key)
+            .header("Idempotency-Key", "create-endpoint-1")
+            .json(&body)
+            .send()
+    };
+    let first: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    let secret = first["secret"].as_str().unwrap().to_owned();
+    let replay = send().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: serde_json::Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], first["id"]);
+    assert!(replay.get("secret").is_none(), "{replay}");
+    let mut conn = app.store.acquire().await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT response_body FROM idempotency_keys")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let secrets: Vec<String> = sqlx::query_scalar("SELECT secret FROM webhook_endpoints")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let secret_b64 = secret.trim_start_matches("whsec_");
+    assert!(
+        stored.iter().chain(&secrets).all(|s| !s.contains(secret_b64)),
+        "the secret is at rest in clear"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_need_the_encryption_key() {
     let env = [("BILLING_WEBHOOKS__ENCRYPTION_KEY", "")];

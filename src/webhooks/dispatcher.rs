@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 
 use super::{Webhooks, signature};
 use crate::billing::events;
@@ -127,6 +128,8 @@ impl Dispatcher {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(chosen)
         }
+        // Polling is not worth a trace (it would be one every poll interval); the attempts are.
+        .with_subscriber(tracing::subscriber::NoSubscriber::default())
         .await;
         match result {
             Ok(claimed) => {
@@ -160,7 +163,11 @@ impl Dispatcher {
             span.record("http.response.status_code", status);
         }
         let latency_ms = started.elapsed().as_millis() as i64;
-        if let Err(e) = self.record(&delivery, &outcome, attempted_at, latency_ms).await {
+        let recorded = self
+            .record(&delivery, &outcome, attempted_at, latency_ms)
+            .instrument(span)
+            .await;
+        if let Err(e) = recorded {
             // The lease runs out and the delivery is sent again: at least once.
             tracing::warn!(error = %describe_error(&e), delivery = %delivery.id, "recording a webhook attempt failed");
         }

@@ -358,3 +358,73 @@ fn a_slow_collector_costs_spans_not_requests_and_drops_are_counted() {
         server.text()
     );
 }
+
+/// A webhook attempt is a client span, and its request carries that span's `traceparent`.
+#[test]
+fn webhook_attempts_are_traced_and_carry_traceparent() {
+    let (collector, endpoint, _rt) = Collector::start(Duration::ZERO);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(crate::helpers::receiver::Receiver::start());
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = sqlite_env(&dir);
+    env.extend([
+        (
+            "BILLING_WEBHOOKS__ENCRYPTION_KEY".into(),
+            crate::helpers::TEST_ENCRYPTION_KEY.into(),
+        ),
+        ("BILLING_WEBHOOKS__ALLOW_HTTP".into(), "true".into()),
+        ("BILLING_WEBHOOKS__ALLOWED_NETWORKS".into(), "127.0.0.0/8".into()),
+    ]);
+    let (status, key, stderr) = run(&["apikey", "create", "--tenant", "acme", "--scope", "*"], &refs(&env));
+    assert!(status.success(), "{stderr}");
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()),
+    ]);
+    let server = Server::start(&refs(&env));
+    let base = format!("http://{}", server.wait_for_address());
+    let client = crate::helpers::blocking_client();
+    let post = |path: &str, body: serde_json::Value| {
+        let response = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(key.trim())
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 201, "{path}");
+    };
+    post(
+        "/v1/webhook_endpoints",
+        json!({"url": receiver.url, "enabled_events": ["customer.created"]}),
+    );
+    post("/v1/customers", json!({"name": "Traced", "currency": "eur"}));
+    let got = rt.block_on(receiver.wait_for(Duration::from_secs(10), "the delivery", |d| !d.is_empty()));
+    let traceparent = got[0].headers["traceparent"].to_str().unwrap().to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut found = None;
+    for _ in 0..100 {
+        found = collector
+            .spans()
+            .into_iter()
+            .find(|(s, _)| s.name == "POST webhook" && hex(&s.trace_id) == parts[1]);
+        if found.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (span, _) = found.unwrap_or_else(|| {
+        let seen: Vec<(String, String, String)> = collector
+            .spans()
+            .iter()
+            .map(|(s, _)| (s.name.clone(), hex(&s.trace_id), hex(&s.span_id)))
+            .collect();
+        panic!("no exported span for the attempt in the trace {traceparent}; spans: {seen:?}")
+    });
+    assert_eq!(hex(&span.span_id), parts[2], "the request's parent is the attempt span");
+    assert_eq!(span.kind, 3, "SPAN_KIND_CLIENT");
+    let attrs = attributes(&span.attributes);
+    assert_eq!(attrs["http.response.status_code"], "200");
+    assert_eq!(attrs["webhook.event_type"], "customer.created");
+}

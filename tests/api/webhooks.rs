@@ -470,10 +470,11 @@ fn api_for(addr: &str, key: &str) -> Api {
     }
 }
 
+backend_tests!(a_killed_process_delivers_everything_after_restart);
+
 /// SIGKILL while deliveries are in flight; after a restart every event still arrives.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_process_delivers_everything_after_restart() {
-    let Some(db) = TestDb::empty(Backend::Sqlite).await else {
+async fn a_killed_process_delivers_everything_after_restart(backend: Backend) {
+    let Some(db) = TestDb::empty(backend).await else {
         return;
     };
     let env = process_env(&db.url, &[]);

@@ -12,12 +12,21 @@ pub fn install_crypto_provider() {
 }
 
 pub fn client(connect_timeout: Duration, timeout: Duration) -> Result<reqwest::Client, String> {
+    builder(
+        connect_timeout,
+        timeout,
+        concat!("billing-api/", env!("CARGO_PKG_VERSION")),
+    )
+    .build()
+    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The common settings, for callers that add their own (the webhook client adds its resolver).
+pub fn builder(connect_timeout: Duration, timeout: Duration, user_agent: &'static str) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("billing-api/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .user_agent(user_agent)
 }

@@ -296,7 +296,7 @@ pub async fn retry_delivery(conn: &mut AnyConnection, tenant: &str, id: &str, no
 }
 
 /// Counts of deliveries by status, for the queue-depth gauge.
-#[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.pending_count", skip_all, fields(otel.kind = "client"))]
+#[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.due_count", skip_all, fields(otel.kind = "client"))]
 pub async fn due_count(conn: &mut AnyConnection, now: i64) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1")
         .bind(now)

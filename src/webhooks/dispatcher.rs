@@ -32,13 +32,9 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(store: Store, hooks: Arc<Webhooks>) -> Result<Self, String> {
-        crate::outbound::install_crypto_provider();
         let c = &hooks.config;
-        let client = reqwest::Client::builder()
-            .connect_timeout(c.connect_timeout)
-            .timeout(c.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("billing-api-webhooks/", env!("CARGO_PKG_VERSION")))
+        let user_agent = concat!("billing-api-webhooks/", env!("CARGO_PKG_VERSION"));
+        let client = crate::outbound::builder(c.connect_timeout, c.timeout, user_agent)
             .dns_resolver(hooks.policy.clone())
             .build()
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
@@ -328,8 +324,9 @@ impl Dispatcher {
                 metrics::breaker_transition("open");
             }
             let failing_since = endpoint.failing_since.unwrap_or(now);
-            store::set_endpoint_health(&mut tx, &endpoint.id, failures, open_until, Some(failing_since)).await?;
-            if now - failing_since >= c.disable_after.as_secs() as i64 && endpoint.status == "enabled" {
+            if now - failing_since < c.disable_after.as_secs() as i64 || endpoint.status != "enabled" {
+                store::set_endpoint_health(&mut tx, &endpoint.id, failures, open_until, Some(failing_since)).await?;
+            } else {
                 endpoint.status = "disabled".into();
                 endpoint.disabled_reason = Some("failing".into());
                 endpoint.consecutive_failures = failures;

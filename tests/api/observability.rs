@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 
-use crate::helpers::process::{Server, json_lines, run};
+use crate::helpers::process::{Server, json_lines, refs, run};
 use crate::helpers::{TestApp, spawn_app};
 
 async fn scrape(app: &TestApp) -> (String, String) {
@@ -220,10 +220,6 @@ fn sqlite_env(dir: &tempfile::TempDir) -> Vec<(String, String)> {
         ),
         ("BILLING_SERVER__PORT".into(), "0".into()),
     ]
-}
-
-fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 use billing_api::store::Backend;
 
 use crate::helpers::TestDb;
-use crate::helpers::process::{Server, json_lines, run};
+use crate::helpers::process::{Server, json_lines, refs, run};
 
 fn sqlite_env(dir: &tempfile::TempDir) -> Vec<(String, String)> {
     vec![
@@ -15,10 +15,6 @@ fn sqlite_env(dir: &tempfile::TempDir) -> Vec<(String, String)> {
         ("BILLING_SERVER__PORT".into(), "0".into()),
         ("BILLING_TEST_ROUTES".into(), "1".into()),
     ]
-}
-
-fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 #[test]

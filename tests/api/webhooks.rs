@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::api::Api;
-use crate::helpers::process::{Server, run};
+use crate::helpers::process::{Server, refs, run};
 use crate::helpers::receiver::{DOWN, Receiver, SLOW, UP};
 use crate::helpers::{TEST_ENCRYPTION_KEY, TestDb, spawn_app_with};
 
@@ -456,10 +456,6 @@ fn process_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     env
-}
-
-fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn api_for(addr: &str, key: &str) -> Api {

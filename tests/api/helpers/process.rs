@@ -134,6 +134,11 @@ impl Drop for Server {
     }
 }
 
+/// An owned environment as the borrowed pairs `run` and `Server::start` take.
+pub fn refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 /// JSON log lines of a server's output.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()

@@ -1,4 +1,4 @@
-//! Embeds build metadata and the SQL migrations into the binary.
+//! Embeds build metadata and the SQL migrations (rendered for each backend) into the binary.
 //!
 //! Nothing here reads the wall clock: the build date is only embedded when SOURCE_DATE_EPOCH is
 //! given, so two builds of one commit are bit-for-bit identical.
@@ -8,12 +8,16 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+#[path = "src/store/migrate/source.rs"]
+mod source;
+
 fn main() {
     println!("cargo:rerun-if-env-changed=BUILD_GIT_COMMIT");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=src/store/migrate/source.rs");
 
     let commit = env::var("BUILD_GIT_COMMIT")
         .ok()
@@ -38,7 +42,7 @@ fn main() {
 
     let out_dir = env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let mut code = String::new();
-    for backend in ["sqlite", "postgres"] {
+    for backend in source::DIALECTS {
         code.push_str(&embed_migrations(backend));
     }
     fs::write(Path::new(&out_dir).join("migrations.rs"), code).expect("write migrations.rs");
@@ -51,10 +55,16 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Emits `pub const <BACKEND>: &[EmbeddedMigration]` from `migrations/<backend>/<version>_<name>.{up,down}.sql`.
-/// The build fails if a migration lacks its down file: every migration must be reversible.
+/// Emits `pub const <BACKEND>: &[EmbeddedMigration]` from `migrations/<version>_<name>.{up,down}.sql`,
+/// each rendered for the backend (see `src/store/migrate/source.rs`) into `OUT_DIR`. The build
+/// fails if a migration lacks its down file (every migration must be reversible) or has a
+/// malformed dialect block.
 fn embed_migrations(backend: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let out_dir = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("migrations")
+        .join(backend);
+    fs::create_dir_all(&out_dir).expect("create the rendered migrations folder");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|entry| entry.expect("dir entry").path())
@@ -62,6 +72,13 @@ fn embed_migrations(backend: &str) -> String {
         .collect();
     files.sort();
 
+    let render = |path: &Path| -> String {
+        let source = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let sql = source::render(&source, backend).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let rendered = out_dir.join(path.file_name().expect("a file name"));
+        fs::write(&rendered, sql).expect("write a rendered migration");
+        rendered.display().to_string()
+    };
     let mut out = format!("pub const {}: &[EmbeddedMigration] = &[\n", backend.to_uppercase());
     for up in files.iter().filter(|p| p.to_string_lossy().ends_with(".up.sql")) {
         let name = up
@@ -80,8 +97,8 @@ fn embed_migrations(backend: &str) -> String {
             out,
             "    EmbeddedMigration {{ version: {version}, description: {:?}, up: include_str!({:?}), down: include_str!({:?}) }},",
             description.replace('_', " "),
-            up.display().to_string(),
-            down.display().to_string(),
+            render(up),
+            render(&down),
         )
         .unwrap();
     }

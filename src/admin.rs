@@ -43,7 +43,7 @@ pub async fn apikey(store: &Store, action: ApikeyAction) -> Result<(), String> {
                     return Err(format!("unknown scope {scope:?}; known scopes: * {}", SCOPES.join(" ")));
                 }
             }
-            let generated = api_key::generate(&tenant, &scopes, description, crate::billing::now())
+            let generated = api_key::generate(&tenant, &scopes, description, crate::clock::now())
                 .map_err(|e| format!("no randomness available: {e}"))?;
             tenants::insert_key(&mut conn, &generated.row).await.map_err(db)?;
             eprintln!(
@@ -73,7 +73,7 @@ pub async fn apikey(store: &Store, action: ApikeyAction) -> Result<(), String> {
             }
         }
         ApikeyAction::Revoke { id } => {
-            if !tenants::revoke_key(&mut conn, &id, crate::billing::now())
+            if !tenants::revoke_key(&mut conn, &id, crate::clock::now())
                 .await
                 .map_err(db)?
             {
@@ -134,7 +134,7 @@ pub async fn tenant(store: &Store, action: TenantAction) -> Result<(), String> {
             if invoice_prefix.len() > 20 || invoice_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 return Err("the invoice prefix is at most 20 visible characters".into());
             }
-            tenants::set_invoice_prefix(&mut conn, &tenant, &invoice_prefix, crate::billing::now())
+            tenants::set_invoice_prefix(&mut conn, &tenant, &invoice_prefix, crate::clock::now())
                 .await
                 .map_err(|e| crate::store::describe_error(&e))?;
             println!("tenant {tenant}: invoice numbers look like {invoice_prefix}000001");

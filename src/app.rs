@@ -3,16 +3,14 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use tokio::net::TcpListener;
 
-use crate::api::write::Registry;
+use crate::api::idempotency::{self, Registry};
+use crate::api::{AppState, Shared};
 use crate::auth::Authenticator;
-
 use crate::build_info;
 use crate::config::Config;
-use crate::http::{self, AppState, Shared};
+use crate::http;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -63,14 +61,14 @@ impl Application {
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
         crate::telemetry::metrics::install();
-        let jwt = match crate::auth::jwt::Settings::from_config(&config.auth) {
-            Ok(Some(settings)) => Some(crate::auth::jwt::Verifier::new(settings).map_err(StartError::Auth)?),
-            Ok(None) => None,
-            Err(problems) => return Err(StartError::Auth(format!("{problems:?}"))),
+        // Loading the configuration checked the JWT settings and read their keys.
+        let jwt = match config.auth.jwt.clone() {
+            Some(settings) => Some(crate::auth::jwt::Verifier::new(settings).map_err(StartError::Auth)?),
+            None => None,
         };
         let state = AppState::new(Shared {
             auth: Authenticator::new(store.clone(), jwt),
-            idempotency: Arc::new(Registry::new(config.idempotency.retention)),
+            idempotency: Registry::new(config.idempotency.retention),
             webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
             store,
             shutdown: Shutdown::new(),
@@ -164,8 +162,8 @@ impl Application {
         } else {
             None
         };
-        tokio::spawn(crate::api::write::purge_expired(
-            state.clone(),
+        tokio::spawn(idempotency::purge_expired(
+            store.clone(),
             config.idempotency.retention,
             config.idempotency.purge_interval,
             stop.clone(),

@@ -8,10 +8,15 @@ pub mod auth;
 pub mod billing;
 pub mod build_info;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod healthcheck;
 pub mod http;
+#[cfg(test)]
+mod layers;
+pub mod objects;
+pub mod operation;
 pub mod outbound;
 pub mod shutdown;
 pub mod store;

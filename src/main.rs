@@ -127,7 +127,7 @@ async fn serve(config: Config) -> ExitCode {
 }
 
 fn test_routes_requested() -> bool {
-    cfg!(debug_assertions) && std::env::var(billing_api::http::TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
+    cfg!(debug_assertions) && std::env::var(billing_api::config::TEST_ROUTES_ENV).is_ok_and(|v| v == "1")
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {

@@ -1,23 +1,23 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::input::{Check, Field, JsonBody, Unknown};
+use super::extract::path_id;
+use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
-use super::objects::{Customer, CustomerBalance};
-use super::{ReqId, conn, path_id};
-use crate::auth::Principal;
+use super::problem::Problem;
+use super::read::Read;
+use super::write::{Done, Write};
 use crate::billing::customers::{self as ops, CustomerUpdate, NewCustomer};
+use crate::billing::ledger;
 use crate::domain::ids::Kind;
 use crate::domain::metadata::Metadata;
-use crate::http::AppState;
-use crate::http::problem::Problem;
-use crate::store::{customers, ledger};
+use crate::domain::money::Currency;
+use crate::objects::{Customer, CustomerBalance};
 
 /// Creating or updating a customer.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,7 +48,7 @@ fn check(
     Check,
     Option<String>,
     Option<String>,
-    Option<crate::domain::money::Currency>,
+    Option<Currency>,
     Option<Metadata>,
 ) {
     let mut c = Check::new();
@@ -66,15 +66,9 @@ fn check(
 
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = CustomerParams,
     responses((status = 201, description = "Created", body = Customer)))]
-pub async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("customers:write")?;
-    let (c, name, email, currency, metadata) = check(body.read()?);
+pub async fn create(w: Write) -> Result<Response, Problem> {
+    w.principal.require("customers:write")?;
+    let (c, name, email, currency, metadata) = check(w.body.read()?);
     let input = c.finish(|| {
         Some(NewCustomer {
             name,
@@ -83,32 +77,17 @@ pub async fn create(
             metadata: metadata.unwrap_or_default(),
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        "/v1/customers".into(),
-        body,
-        StatusCode::CREATED,
-        |conn, ctx| async { ops::create(conn, ctx, input).await.map(Customer::from) }
-    )
+    w.run(async |conn, ctx| ops::create(conn, ctx, input).await.map(Done::created))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/customers/{id}", tag = "customers", request_body = CustomerParams,
     params(("id" = String, Path, description = "Customer id")),
     responses((status = 200, description = "Updated", body = Customer)))]
-pub async fn update(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("customers:write")?;
-    let id = path_id(Kind::Customer, id, "customer")?;
-    let (c, name, email, currency, metadata) = check(body.read()?);
+pub async fn update(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("customers:write")?;
+    let id = path_id(Kind::Customer, id)?;
+    let (c, name, email, currency, metadata) = check(w.body.read()?);
     let input = c.finish(|| {
         Some(CustomerUpdate {
             name,
@@ -117,62 +96,33 @@ pub async fn update(
             metadata,
         })
     })?;
-    let path = format!("/v1/customers/{id}");
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        path,
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::update(conn, ctx, &id, input).await.map(Customer::from) }
-    )
+    w.run(async |conn, ctx| ops::update(conn, ctx, &id, input).await.map(Done::ok))
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
     responses((status = 200, description = "The customer", body = Customer)))]
-pub async fn retrieve(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Customer>, Problem> {
-    principal.require("customers:read")?;
-    let id = path_id(Kind::Customer, id, "customer")?;
-    let mut conn = conn(&state).await?;
-    Ok(Json(ops::get(&mut conn, &principal.tenant, &id).await?.into()))
+pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Customer>, Problem> {
+    r.require("customers:read")?;
+    let id = path_id(Kind::Customer, id)?;
+    r.answer(async |conn, tenant| ops::get(conn, tenant, &id).await).await
 }
 
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", params(list::PageParams),
     responses((status = 200, description = "Customers, newest first", body = List<Customer>)))]
-pub async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<Customer>>, Problem> {
-    principal.require("customers:read")?;
-    let query = list::Query::new(params, &[]);
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(&mut conn, "customers", Kind::Customer, &principal.tenant)
-        .await?;
-    let rows = customers::list(&mut conn, &principal.tenant, &page).await?;
-    Ok(Json(List::from_page(rows, Customer::from)))
+pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Customer>>, Problem> {
+    r.require("customers:read")?;
+    let page = list::Query::new(params, &[]).page(Kind::Customer)?;
+    r.list(async |conn, tenant| ops::list(conn, tenant, &page).await).await
 }
 
 #[utoipa::path(get, path = "/v1/customers/{id}/balance", tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
     responses((status = 200, description = "What the customer owes, per currency", body = CustomerBalance)))]
-pub async fn balance(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<CustomerBalance>, Problem> {
-    principal.require("customers:read")?;
-    let id = path_id(Kind::Customer, id, "customer")?;
-    let mut conn = conn(&state).await?;
-    let customer = ops::get(&mut conn, &principal.tenant, &id).await?;
-    let balances = ledger::balances(&mut conn, &principal.tenant, &customer.id).await?;
-    Ok(Json(CustomerBalance::new(customer.id, balances)))
+pub async fn balance(r: Read, Path(id): Path<String>) -> Result<Json<CustomerBalance>, Problem> {
+    r.require("customers:read")?;
+    let id = path_id(Kind::Customer, id)?;
+    r.answer(async |conn, tenant| ledger::balance(conn, tenant, &id).await)
+        .await
 }

@@ -10,11 +10,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::problem::Problem;
 use crate::domain::FieldError;
 use crate::domain::ids::{self, Kind};
 use crate::domain::metadata::{self, Metadata};
 use crate::domain::money::Currency;
-use crate::http::problem::Problem;
 
 /// One field of a request body: absent (or `null`), of the wrong type, or a value.
 #[derive(Debug, Clone, Default)]
@@ -216,12 +216,14 @@ impl Check {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// A body with a required text and a required number, read the way every route reads its body:
+/// the debug builds' `/__test/echo` route and the tests below use it.
+#[cfg(any(test, debug_assertions))]
+pub mod sample {
     use super::*;
 
     #[derive(Debug, Deserialize)]
-    struct Body {
+    struct Sample {
         #[serde(default)]
         name: Field<String>,
         #[serde(default)]
@@ -230,13 +232,22 @@ mod tests {
         unknown: Unknown,
     }
 
-    fn check(json: Value) -> Result<(String, i64), Problem> {
-        let body: Body = JsonBody(json).read()?;
+    pub fn check(body: &JsonBody) -> Result<(String, i64), Problem> {
+        let sample: Sample = body.read()?;
         let mut c = Check::new();
-        c.unknown("", &body.unknown);
-        let name = c.required("name", body.name);
-        let amount = c.required("amount", body.amount);
+        c.unknown("", &sample.unknown);
+        let name = c.required("name", sample.name);
+        let amount = c.required("amount", sample.amount);
         c.finish(|| Some((name?, amount?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: Value) -> Result<(String, i64), Problem> {
+        sample::check(&JsonBody(json))
     }
 
     #[test]

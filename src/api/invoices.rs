@@ -1,25 +1,25 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::input::{Check, Field, JsonBody, Unknown};
+use super::extract::path_id;
+use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
-use super::objects::{DeletedInvoice, Invoice};
-use super::{ReqId, conn, path_id};
-use crate::auth::Principal;
+use super::problem::Problem;
+use super::read::Read;
+use super::write::{Done, Write};
 use crate::billing::invoices::{self as ops, LineUpdate, NewInvoice, NewLine};
 use crate::domain::ids::Kind;
 use crate::domain::invoice::{MAX_LINES, MAX_QUANTITY, MAX_TAX_RATE_BPS, Status};
 use crate::domain::metadata::Metadata;
 use crate::domain::money::MAX_AMOUNT;
-use crate::http::AppState;
-use crate::http::problem::Problem;
-use crate::store::invoices;
+use crate::objects::{Deleted, Invoice};
+use crate::store::invoices::Filter;
+use crate::telemetry::metrics;
 
 /// The latest due date accepted (the end of year 9999).
 const MAX_TIMESTAMP: i64 = 253_402_300_799;
@@ -111,15 +111,9 @@ fn new_line(parts: (Option<String>, Option<i64>, Option<i64>, Option<i64>)) -> O
 
 #[utoipa::path(post, path = "/v1/invoices", tag = "invoices", request_body = InvoiceParams,
     responses((status = 201, description = "A draft invoice", body = Invoice)))]
-pub async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("invoices:write")?;
-    let p: InvoiceParams = body.read()?;
+pub async fn create(w: Write) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let p: InvoiceParams = w.body.read()?;
     let mut c = Check::new();
     c.unknown("", &p.unknown);
     let customer = c.required("customer", p.customer);
@@ -148,29 +142,16 @@ pub async fn create(
             metadata: metadata.unwrap_or_default(),
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        "/v1/invoices".into(),
-        body,
-        StatusCode::CREATED,
-        |conn, ctx| async { ops::create(conn, ctx, input).await.map(Invoice::from) }
-    )
+    w.run(async |conn, ctx| ops::create(conn, ctx, input).await.map(Done::created))
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, description = "The invoice", body = Invoice)))]
-pub async fn retrieve(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Invoice>, Problem> {
-    principal.require("invoices:read")?;
-    let id = path_id(Kind::Invoice, id, "invoice")?;
-    let mut conn = conn(&state).await?;
-    Ok(Json(ops::get(&mut conn, &principal.tenant, &id).await?.into()))
+pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Invoice>, Problem> {
+    r.require("invoices:read")?;
+    let id = path_id(Kind::Invoice, id)?;
+    r.answer(async |conn, tenant| ops::get(conn, tenant, &id).await).await
 }
 
 #[allow(dead_code)]
@@ -185,117 +166,59 @@ pub struct InvoiceFilters {
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "invoices", params(list::PageParams, InvoiceFilters),
     responses((status = 200, description = "Invoices, newest first", body = List<Invoice>)))]
-pub async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<Invoice>>, Problem> {
-    principal.require("invoices:read")?;
+pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Invoice>>, Problem> {
+    r.require("invoices:read")?;
     let mut query = list::Query::new(params, &["customer", "status"]);
     let customer = query.filter("customer", Some(Kind::Customer));
-    let status = query.filter("status", None);
-    if let Some(s) = &status
-        && Status::parse(s).is_none()
-    {
-        query
-            .check()
-            .error("status", "invalid", "one of draft, open, paid, void, uncollectible");
-    }
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(&mut conn, "invoices", Kind::Invoice, &principal.tenant)
-        .await?;
-    let mut filters = Vec::new();
-    if let Some(customer) = &customer {
-        filters.push(("customer_id", customer.as_str()));
-    }
-    if let Some(status) = &status {
-        filters.push(("status", status.as_str()));
-    }
-    let rows = invoices::list(&mut conn, &principal.tenant, &page, &filters).await?;
-    let has_more = rows.has_more;
-    let data = ops::with_lines(&mut conn, &principal.tenant, rows.data).await?;
-    Ok(Json(List {
-        object: "list",
-        data: data.into_iter().map(Invoice::from).collect(),
-        has_more,
-    }))
+    let status = query.filter("status", None).and_then(|s| {
+        let status = Status::parse(&s);
+        if status.is_none() {
+            query
+                .check()
+                .error("status", "invalid", "one of draft, open, paid, void, uncollectible");
+        }
+        status
+    });
+    let page = query.page(Kind::Invoice)?;
+    let filter = Filter { customer, status };
+    r.list(async |conn, tenant| ops::list(conn, tenant, &page, &filter).await)
+        .await
 }
 
 #[utoipa::path(delete, path = "/v1/invoices/{id}", tag = "invoices", params(("id" = String, Path, description = "Invoice id")),
-    responses((status = 200, description = "The draft is deleted", body = DeletedInvoice)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    principal.require("invoices:write")?;
-    let id = path_id(Kind::Invoice, id, "invoice")?;
-    let body = JsonBody(serde_json::json!({}));
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        format!("DELETE /v1/invoices/{id}"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async {
-            ops::delete(conn, ctx, &id).await.map(|()| DeletedInvoice {
-                id: id.clone(),
-                object: "invoice",
-                deleted: true,
-            })
-        }
-    )
+    responses((status = 200, description = "The draft is deleted", body = Deleted)))]
+pub async fn delete(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id)?;
+    w.run(async |conn, ctx| {
+        ops::delete(conn, ctx, &id).await?;
+        Ok(Done::ok(Deleted::new("invoice", id.as_str())))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/invoices/{id}/lines", tag = "invoices", request_body = LineParams,
     params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, description = "The draft with the new line", body = Invoice)))]
-pub async fn add_line(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("invoices:write")?;
-    let id = path_id(Kind::Invoice, id, "invoice")?;
+pub async fn add_line(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id)?;
     let mut c = Check::new();
-    let parts = check_line(&mut c, "", body.read()?, false);
+    let parts = check_line(&mut c, "", w.body.read()?, false);
     let line = c.finish(|| new_line(parts))?;
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        format!("/v1/invoices/{id}/lines"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::add_line(conn, ctx, &id, line).await.map(Invoice::from) }
-    )
+    w.run(async |conn, ctx| ops::add_line(conn, ctx, &id, line).await.map(Done::ok))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices", request_body = LineParams,
     params(("id" = String, Path, description = "Invoice id"), ("line_id" = String, Path, description = "Line id")),
     responses((status = 200, description = "The draft with the line changed", body = Invoice)))]
-pub async fn update_line(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    Path((id, line_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("invoices:write")?;
-    let id = path_id(Kind::Invoice, id, "invoice")?;
-    let line_id = path_id(Kind::InvoiceLine, line_id, "invoice line")?;
+pub async fn update_line(Path((id, line_id)): Path<(String, String)>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id)?;
+    let line_id = path_id(Kind::InvoiceLine, line_id)?;
     let mut c = Check::new();
-    let (description, quantity, unit_amount, tax) = check_line(&mut c, "", body.read()?, true);
+    let (description, quantity, unit_amount, tax) = check_line(&mut c, "", w.body.read()?, true);
     let update = c.finish(|| {
         Some(LineUpdate {
             description,
@@ -304,48 +227,19 @@ pub async fn update_line(
             tax_rate_bps: tax.map(Some),
         })
     })?;
-    let path = format!("/v1/invoices/{id}/lines/{line_id}");
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        path,
-        body,
-        StatusCode::OK,
-        |conn, ctx| async {
-            ops::update_line(conn, ctx, &id, &line_id, update)
-                .await
-                .map(Invoice::from)
-        }
-    )
+    w.run(async |conn, ctx| ops::update_line(conn, ctx, &id, &line_id, update).await.map(Done::ok))
+        .await
 }
 
 #[utoipa::path(delete, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices",
     params(("id" = String, Path, description = "Invoice id"), ("line_id" = String, Path, description = "Line id")),
     responses((status = 200, description = "The draft without the line", body = Invoice)))]
-pub async fn delete_line(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    Path((id, line_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    principal.require("invoices:write")?;
-    let id = path_id(Kind::Invoice, id, "invoice")?;
-    let line_id = path_id(Kind::InvoiceLine, line_id, "invoice line")?;
-    let body = JsonBody(serde_json::json!({}));
-    let path = format!("DELETE /v1/invoices/{id}/lines/{line_id}");
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        path,
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::delete_line(conn, ctx, &id, &line_id).await.map(Invoice::from) }
-    )
+pub async fn delete_line(Path((id, line_id)): Path<(String, String)>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id)?;
+    let line_id = path_id(Kind::InvoiceLine, line_id)?;
+    w.run(async |conn, ctx| ops::delete_line(conn, ctx, &id, &line_id).await.map(Done::ok))
+        .await
 }
 
 /// The body of an invoice action: nothing (or `{}`).
@@ -356,50 +250,47 @@ pub struct NoParams {
     pub unknown: Unknown,
 }
 
-macro_rules! action {
-    ($name:ident, $path:literal, $op:path, $doc:literal) => {
-        #[utoipa::path(post, path = $path, tag = "invoices", request_body(content = Option<NoParams>),
-                                                    params(("id" = String, Path, description = "Invoice id")),
-                                                    responses((status = 200, description = $doc, body = Invoice)))]
-        pub async fn $name(
-            State(state): State<AppState>,
-            principal: Principal,
-            ReqId(rid): ReqId,
-            Path(id): Path<String>,
-            headers: HeaderMap,
-            body: JsonBody,
-        ) -> Result<Response, Problem> {
-            principal.require("invoices:write")?;
-            let id = path_id(Kind::Invoice, id, "invoice")?;
-            let params: NoParams = body.read()?;
-            let mut c = Check::new();
-            c.unknown("", &params.unknown);
-            c.finish(|| Some(()))?;
-            let path = $path.replace("{id}", &id);
-            write_op!(
-                state,
-                principal,
-                rid,
-                headers,
-                path,
-                body,
-                StatusCode::OK,
-                |conn, ctx| async { $op(conn, ctx, &id).await.map(Invoice::from) }
-            )
-        }
-    };
+/// Reads an action's body (nothing, or `{}`) and runs `op` on the invoice; `counter` is the
+/// business counter it advances.
+async fn action(
+    id: String,
+    w: Write,
+    op: impl AsyncFnOnce(&mut sqlx::AnyConnection, &crate::operation::Ctx, &str) -> crate::operation::Result<Invoice>,
+    counter: Option<&'static str>,
+) -> Result<Response, Problem> {
+    w.principal.require("invoices:write")?;
+    let id = path_id(Kind::Invoice, id)?;
+    let params: NoParams = w.body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &params.unknown);
+    c.finish(|| Some(()))?;
+    w.run(async |conn, ctx| {
+        let done = Done::ok(op(conn, ctx, &id).await?);
+        Ok(match counter {
+            Some(counter) => done.counting(counter),
+            None => done,
+        })
+    })
+    .await
 }
 
-action!(
-    finalize,
-    "/v1/invoices/{id}/finalize",
-    ops::finalize,
-    "The invoice, open (or paid if its total is 0) and numbered"
-);
-action!(void, "/v1/invoices/{id}/void", ops::void, "The void invoice");
-action!(
-    mark_uncollectible,
-    "/v1/invoices/{id}/mark_uncollectible",
-    ops::mark_uncollectible,
-    "The uncollectible invoice"
-);
+#[utoipa::path(post, path = "/v1/invoices/{id}/finalize", tag = "invoices", request_body(content = Option<NoParams>),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice, open (or paid if its total is 0) and numbered", body = Invoice)))]
+pub async fn finalize(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    action(id, w, ops::finalize, Some(metrics::INVOICES_FINALIZED)).await
+}
+
+#[utoipa::path(post, path = "/v1/invoices/{id}/void", tag = "invoices", request_body(content = Option<NoParams>),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The void invoice", body = Invoice)))]
+pub async fn void(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    action(id, w, ops::void, None).await
+}
+
+#[utoipa::path(post, path = "/v1/invoices/{id}/mark_uncollectible", tag = "invoices", request_body(content = Option<NoParams>),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The uncollectible invoice", body = Invoice)))]
+pub async fn mark_uncollectible(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    action(id, w, ops::mark_uncollectible, None).await
+}

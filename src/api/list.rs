@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::AnyConnection;
 use utoipa::ToSchema;
 
 use super::input::Check;
+use super::problem::Problem;
 use crate::domain::ids::Kind;
-use crate::http::problem::Problem;
-use crate::store::page::{self, Cursor, Page, PageQuery};
+use crate::store::page::{Cursor, Page, PageQuery};
 
 pub const DEFAULT_LIMIT: i64 = 10;
 pub const MAX_LIMIT: i64 = 100;
@@ -24,9 +23,8 @@ pub struct List<T> {
     pub has_more: bool,
 }
 
-impl<T> List<T> {
-    pub fn from_page<R>(page: Page<R>, f: impl FnMut(R) -> T) -> Self {
-        let page = page.map(f);
+impl<T> From<Page<T>> for List<T> {
+    fn from(page: Page<T>) -> Self {
         List {
             object: "list",
             data: page.data,
@@ -71,15 +69,9 @@ impl Query {
         &mut self.check
     }
 
-    /// Checks the paging parameters and every problem found so far. A cursor must name an object
-    /// of this tenant's listing; one from another tenant is answered 404, like a missing one.
-    pub async fn page(
-        mut self,
-        conn: &mut AnyConnection,
-        table: &'static str,
-        kind: Kind,
-        tenant: &str,
-    ) -> Result<PageQuery, Problem> {
+    /// Checks the paging parameters (cursors are ids of `kind`) and every problem found so far.
+    /// Whether a cursor names an object of this tenant's listing is the store's to say (404).
+    pub fn page(mut self, kind: Kind) -> Result<PageQuery, Problem> {
         let limit = match self.params.get("limit") {
             None => Some(DEFAULT_LIMIT),
             Some(text) => match text.parse::<i64>() {
@@ -105,20 +97,14 @@ impl Query {
         }
         let after = self.check.id("starting_after", after, kind);
         let before = self.check.id("ending_before", before, kind);
-        let query = self.check.finish(|| {
+        self.check.finish(|| {
             let cursor = match (after, before) {
                 (Some(id), _) => Cursor::StartingAfter(id),
                 (None, Some(id)) => Cursor::EndingBefore(id),
                 (None, None) => Cursor::None,
             };
             Some(PageQuery { limit: limit?, cursor })
-        })?;
-        if let Cursor::StartingAfter(id) | Cursor::EndingBefore(id) = &query.cursor
-            && !page::exists(conn, table, tenant, id).await?
-        {
-            return Err(Problem::not_found(format!("no such object: {id}")));
-        }
-        Ok(query)
+        })
     }
 }
 

@@ -1,24 +1,24 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::input::{Check, Field, JsonBody, Unknown};
+use super::extract::path_id;
+use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
-use super::objects::{Payment, Refund};
-use super::{ReqId, conn, path_id};
-use crate::auth::Principal;
+use super::problem::Problem;
+use super::read::Read;
+use super::write::{Done, Write};
 use crate::billing::payments::{self as ops, NewPayment, NewRefund};
 use crate::domain::ids::Kind;
 use crate::domain::metadata::Metadata;
 use crate::domain::money::MAX_AMOUNT;
-use crate::http::AppState;
-use crate::http::problem::Problem;
-use crate::store::payments;
+use crate::objects::{Payment, Refund};
+use crate::store::payments::{Filter, RefundFilter};
+use crate::telemetry::metrics;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PaymentParams {
@@ -69,15 +69,9 @@ pub struct RefundParams {
 
 #[utoipa::path(post, path = "/v1/payments", tag = "payments", request_body = PaymentParams,
     responses((status = 201, description = "The payment", body = Payment)))]
-pub async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("payments:write")?;
-    let p: PaymentParams = body.read()?;
+pub async fn create(w: Write) -> Result<Response, Problem> {
+    w.principal.require("payments:write")?;
+    let p: PaymentParams = w.body.read()?;
     let mut c = Check::new();
     c.unknown("", &p.unknown);
     let invoice = c.required("invoice", p.invoice);
@@ -99,29 +93,19 @@ pub async fn create(
             metadata: metadata.unwrap_or_default(),
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        "/v1/payments".into(),
-        body,
-        StatusCode::CREATED,
-        |conn, ctx| async { ops::record(conn, ctx, input).await.map(Payment::from) }
-    )
+    w.run(async |conn, ctx| {
+        let payment = ops::record(conn, ctx, input).await?;
+        Ok(Done::created(payment).counting(metrics::PAYMENTS_RECORDED))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments", params(("id" = String, Path, description = "Payment id")),
     responses((status = 200, description = "The payment", body = Payment)))]
-pub async fn retrieve(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Payment>, Problem> {
-    principal.require("payments:read")?;
-    let id = path_id(Kind::Payment, id, "payment")?;
-    let mut conn = conn(&state).await?;
-    Ok(Json(ops::get(&mut conn, &principal.tenant, &id).await?.into()))
+pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Payment>, Problem> {
+    r.require("payments:read")?;
+    let id = path_id(Kind::Payment, id)?;
+    r.answer(async |conn, tenant| ops::get(conn, tenant, &id).await).await
 }
 
 #[allow(dead_code)]
@@ -134,34 +118,22 @@ pub struct PaymentFilters {
 
 #[utoipa::path(get, path = "/v1/payments", tag = "payments", params(list::PageParams, PaymentFilters),
     responses((status = 200, description = "Payments, newest first", body = List<Payment>)))]
-pub async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<Payment>>, Problem> {
-    principal.require("payments:read")?;
+pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Payment>>, Problem> {
+    r.require("payments:read")?;
     let mut query = list::Query::new(params, &["invoice"]);
-    let invoice = query.filter("invoice", Some(Kind::Invoice));
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(&mut conn, "payments", Kind::Payment, &principal.tenant)
-        .await?;
-    let filters: Vec<_> = invoice.as_deref().map(|i| ("invoice_id", i)).into_iter().collect();
-    let rows = payments::list(&mut conn, &principal.tenant, &page, &filters).await?;
-    Ok(Json(List::from_page(rows, Payment::from)))
+    let filter = Filter {
+        invoice: query.filter("invoice", Some(Kind::Invoice)),
+    };
+    let page = query.page(Kind::Payment)?;
+    r.list(async |conn, tenant| ops::list(conn, tenant, &page, &filter).await)
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/refunds", tag = "refunds", operation_id = "create", request_body = RefundParams,
     responses((status = 201, description = "The refund", body = Refund)))]
-pub async fn create_refund(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(rid): ReqId,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("refunds:write")?;
-    let p: RefundParams = body.read()?;
+pub async fn create_refund(w: Write) -> Result<Response, Problem> {
+    w.principal.require("refunds:write")?;
+    let p: RefundParams = w.body.read()?;
     let mut c = Check::new();
     c.unknown("", &p.unknown);
     let payment = c.required("payment", p.payment);
@@ -180,29 +152,20 @@ pub async fn create_refund(
             metadata: metadata.unwrap_or_default(),
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        rid,
-        headers,
-        "/v1/refunds".into(),
-        body,
-        StatusCode::CREATED,
-        |conn, ctx| async { ops::refund(conn, ctx, input).await.map(Refund::from) }
-    )
+    w.run(async |conn, ctx| {
+        let refund = ops::refund(conn, ctx, input).await?;
+        Ok(Done::created(refund).counting(metrics::REFUNDS_RECORDED))
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/refunds/{id}", tag = "refunds", operation_id = "retrieve", params(("id" = String, Path, description = "Refund id")),
     responses((status = 200, description = "The refund", body = Refund)))]
-pub async fn retrieve_refund(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Refund>, Problem> {
-    principal.require("refunds:read")?;
-    let id = path_id(Kind::Refund, id, "refund")?;
-    let mut conn = conn(&state).await?;
-    Ok(Json(ops::get_refund(&mut conn, &principal.tenant, &id).await?.into()))
+pub async fn retrieve_refund(r: Read, Path(id): Path<String>) -> Result<Json<Refund>, Problem> {
+    r.require("refunds:read")?;
+    let id = path_id(Kind::Refund, id)?;
+    r.answer(async |conn, tenant| ops::get_refund(conn, tenant, &id).await)
+        .await
 }
 
 #[allow(dead_code)]
@@ -216,18 +179,15 @@ pub struct RefundFilters {
 #[utoipa::path(get, path = "/v1/refunds", tag = "refunds", operation_id = "list", params(list::PageParams, RefundFilters),
     responses((status = 200, description = "Refunds, newest first", body = List<Refund>)))]
 pub async fn list_refunds(
-    State(state): State<AppState>,
-    principal: Principal,
+    r: Read,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<List<Refund>>, Problem> {
-    principal.require("refunds:read")?;
+    r.require("refunds:read")?;
     let mut query = list::Query::new(params, &["payment"]);
-    let payment = query.filter("payment", Some(Kind::Payment));
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(&mut conn, "refunds", Kind::Refund, &principal.tenant)
-        .await?;
-    let filters: Vec<_> = payment.as_deref().map(|p| ("payment_id", p)).into_iter().collect();
-    let rows = payments::list_refunds(&mut conn, &principal.tenant, &page, &filters).await?;
-    Ok(Json(List::from_page(rows, Refund::from)))
+    let filter = RefundFilter {
+        payment: query.filter("payment", Some(Kind::Payment)),
+    };
+    let page = query.page(Kind::Refund)?;
+    r.list(async |conn, tenant| ops::list_refunds(conn, tenant, &page, &filter).await)
+        .await
 }

@@ -3,20 +3,20 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::input::{Check, Field, JsonBody, Unknown};
+use super::extract::path_id;
+use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
-use super::objects::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
-use super::{ReqId, conn, path_id};
-use crate::auth::Principal;
-use crate::billing::{BillingError, events as types};
+use super::problem::Problem;
+use super::read::Read;
+use super::state::AppState;
+use super::write::{Done, Write};
 use crate::domain::ids::Kind;
-use crate::http::AppState;
-use crate::http::problem::Problem;
-use crate::store::webhooks as store;
+use crate::objects::{EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+use crate::store::webhooks::DeliveryFilter;
 use crate::webhooks::endpoints::{self as ops, EndpointUpdate, NewEndpoint};
 use crate::webhooks::secrets::Cipher;
 
@@ -76,7 +76,7 @@ fn check(state: &AppState, p: EndpointParams, creating: bool) -> Checked {
     let events = events.and_then(|events| {
         let unknown: Vec<&String> = events
             .iter()
-            .filter(|e| *e != "*" && !types::TYPES.contains(&e.as_str()))
+            .filter(|e| *e != "*" && !EVENT_TYPES.contains(&e.as_str()))
             .collect();
         if events.is_empty() {
             c.error("enabled_events", "required", "name at least one event type, or \"*\"");
@@ -85,7 +85,7 @@ fn check(state: &AppState, p: EndpointParams, creating: bool) -> Checked {
             c.error(
                 "enabled_events",
                 "unknown_event_type",
-                format!("unknown: {unknown:?}; known: * {}", types::TYPES.join(" ")),
+                format!("unknown: {unknown:?}; known: * {}", EVENT_TYPES.join(" ")),
             );
             None
         } else {
@@ -124,14 +124,8 @@ fn cipher(state: &AppState) -> Result<&Cipher, Problem> {
 
 #[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", request_body = EndpointParams,
     responses((status = 201, description = "The endpoint, with its signing secret (shown only now)", body = WebhookEndpoint)))]
-pub async fn create(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("webhooks:write")?;
+pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("webhooks:write")?;
     let cipher = cipher(&state)?;
     let Checked {
         check,
@@ -139,7 +133,7 @@ pub async fn create(
         events,
         description,
         ..
-    } = check(&state, body.read()?, true);
+    } = check(&state, w.body.read()?, true);
     let input = check.finish(|| {
         Some(NewEndpoint {
             url: url?,
@@ -147,38 +141,26 @@ pub async fn create(
             description,
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        "/v1/webhook_endpoints".into(),
-        body,
-        StatusCode::CREATED,
-        |conn, ctx| async { ops::create(conn, ctx, cipher, input).await }
-    )
+    w.run(async |conn, ctx| {
+        let endpoint = ops::create(conn, ctx, cipher, input).await?;
+        Ok(Done::created(endpoint).replayed_as(WebhookEndpoint::without_secret))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", request_body = EndpointParams,
     params(("id" = String, Path, description = "Webhook endpoint id")),
     responses((status = 200, description = "Updated", body = WebhookEndpoint)))]
-pub async fn update(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("webhooks:write")?;
-    let id = path_id(Kind::WebhookEndpoint, id, "webhook endpoint")?;
+pub async fn update(State(state): State<AppState>, Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("webhooks:write")?;
+    let id = path_id(Kind::WebhookEndpoint, id)?;
     let Checked {
         check,
         url,
         events,
         description,
         disabled,
-    } = check(&state, body.read()?, false);
+    } = check(&state, w.body.read()?, false);
     let input = check.finish(|| {
         Some(EndpointUpdate {
             url,
@@ -187,16 +169,8 @@ pub async fn update(
             disabled,
         })
     })?;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        format!("/v1/webhook_endpoints/{id}"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::update(conn, ctx, &id, input).await }
-    )
+    w.run(async |conn, ctx| ops::update(conn, ctx, &id, input).await.map(Done::ok))
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "webhooks",
@@ -204,107 +178,62 @@ pub async fn update(
     responses((status = 200, description = "The endpoint with its new secret; the previous one signs too until webhooks.secret_overlap ends", body = WebhookEndpoint)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
+    w: Write,
 ) -> Result<Response, Problem> {
-    principal.require("webhooks:write")?;
+    w.principal.require("webhooks:write")?;
     let cipher = cipher(&state)?;
-    let id = path_id(Kind::WebhookEndpoint, id, "webhook endpoint")?;
+    let id = path_id(Kind::WebhookEndpoint, id)?;
     let overlap = state.webhooks.config.secret_overlap;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        format!("/v1/webhook_endpoints/{id}/rotate_secret"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::rotate_secret(conn, ctx, cipher, &id, overlap).await }
-    )
+    w.run(async |conn, ctx| {
+        let endpoint = ops::rotate_secret(conn, ctx, cipher, &id, overlap).await?;
+        Ok(Done::ok(endpoint).replayed_as(WebhookEndpoint::without_secret))
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook endpoint id")),
     responses((status = 200, description = "Deleted, with its pending deliveries")))]
-pub async fn delete(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("webhooks:write")?;
-    let id = path_id(Kind::WebhookEndpoint, id, "webhook endpoint")?;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        format!("/v1/webhook_endpoints/{id}"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::delete(conn, ctx, &id).await }
-    )
+pub async fn delete(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("webhooks:write")?;
+    let id = path_id(Kind::WebhookEndpoint, id)?;
+    w.run(async |conn, ctx| ops::delete(conn, ctx, &id).await.map(Done::ok))
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook endpoint id")),
     responses((status = 200, description = "The endpoint", body = WebhookEndpoint)))]
-pub async fn retrieve(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<WebhookEndpoint>, Problem> {
-    principal.require("webhooks:read")?;
-    let id = path_id(Kind::WebhookEndpoint, id, "webhook endpoint")?;
-    let mut conn = conn(&state).await?;
-    let row = store::find_endpoint(&mut conn, &principal.tenant, &id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook endpoint"))?;
-    Ok(Json(row.into()))
+pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<WebhookEndpoint>, Problem> {
+    r.require("webhooks:read")?;
+    let id = path_id(Kind::WebhookEndpoint, id)?;
+    r.answer(async |conn, tenant| ops::get(conn, tenant, &id).await).await
 }
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks", params(list::PageParams),
     responses((status = 200, description = "Webhook endpoints, newest first", body = List<WebhookEndpoint>)))]
 pub async fn list(
-    State(state): State<AppState>,
-    principal: Principal,
+    r: Read,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<List<WebhookEndpoint>>, Problem> {
-    principal.require("webhooks:read")?;
-    let query = list::Query::new(params, &[]);
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(&mut conn, "webhook_endpoints", Kind::WebhookEndpoint, &principal.tenant)
-        .await?;
-    let rows = store::list_endpoints(&mut conn, &principal.tenant, &page).await?;
-    Ok(Json(List::from_page(rows, WebhookEndpoint::from)))
+    r.require("webhooks:read")?;
+    let page = list::Query::new(params, &[]).page(Kind::WebhookEndpoint)?;
+    r.list(async |conn, tenant| ops::list(conn, tenant, &page).await).await
 }
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints/{id}/deliveries", tag = "webhooks", params(("id" = String, Path, description = "Webhook endpoint id"), list::PageParams),
     responses((status = 200, description = "The endpoint's attempt log, newest first", body = List<WebhookAttempt>)))]
 pub async fn attempts(
-    State(state): State<AppState>,
-    principal: Principal,
+    r: Read,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<List<WebhookAttempt>>, Problem> {
-    principal.require("webhooks:read")?;
-    let id = path_id(Kind::WebhookEndpoint, id, "webhook endpoint")?;
-    let query = list::Query::new(params, &[]);
-    let mut conn = conn(&state).await?;
-    store::find_endpoint(&mut conn, &principal.tenant, &id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook endpoint"))?;
-    let page = query
-        .page(&mut conn, "webhook_attempts", Kind::WebhookAttempt, &principal.tenant)
-        .await?;
-    let rows = store::list_attempts(&mut conn, &principal.tenant, &page, &[("endpoint_id", id.as_str())]).await?;
-    Ok(Json(List::from_page(rows, WebhookAttempt::from)))
+    r.require("webhooks:read")?;
+    let id = path_id(Kind::WebhookEndpoint, id)?;
+    let page = list::Query::new(params, &[]).page(Kind::WebhookAttempt)?;
+    r.list(async |conn, tenant| ops::attempts(conn, tenant, &id, &page).await)
+        .await
 }
 
 #[allow(dead_code)]
@@ -322,11 +251,10 @@ pub struct DeliveryFilters {
 #[utoipa::path(get, path = "/v1/webhook_deliveries", tag = "webhooks", params(list::PageParams, DeliveryFilters),
     responses((status = 200, description = "Deliveries, newest first", body = List<WebhookDelivery>)))]
 pub async fn list_deliveries(
-    State(state): State<AppState>,
-    principal: Principal,
+    r: Read,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<List<WebhookDelivery>>, Problem> {
-    principal.require("webhooks:read")?;
+    r.require("webhooks:read")?;
     let mut query = list::Query::new(params, &["endpoint", "event", "status"]);
     let endpoint = query.filter("endpoint", Some(Kind::WebhookEndpoint));
     let event = query.filter("event", Some(Kind::Event));
@@ -338,63 +266,32 @@ pub async fn list_deliveries(
             .check()
             .error("status", "invalid", "one of pending, succeeded, failed");
     }
-    let mut conn = conn(&state).await?;
-    let page = query
-        .page(
-            &mut conn,
-            "webhook_deliveries",
-            Kind::WebhookDelivery,
-            &principal.tenant,
-        )
-        .await?;
-    let mut filters = Vec::new();
-    for (column, value) in [("endpoint_id", &endpoint), ("event_id", &event), ("status", &status)] {
-        if let Some(v) = value {
-            filters.push((column, v.as_str()));
-        }
-    }
-    let rows = store::list_deliveries(&mut conn, &principal.tenant, &page, &filters).await?;
-    Ok(Json(List::from_page(rows, WebhookDelivery::from)))
+    let page = query.page(Kind::WebhookDelivery)?;
+    let filter = DeliveryFilter {
+        endpoint,
+        event,
+        status,
+    };
+    r.list(async |conn, tenant| ops::list_deliveries(conn, tenant, &page, &filter).await)
+        .await
 }
 
 #[utoipa::path(get, path = "/v1/webhook_deliveries/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook delivery id")),
     responses((status = 200, description = "The delivery", body = WebhookDelivery)))]
-pub async fn retrieve_delivery(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<WebhookDelivery>, Problem> {
-    principal.require("webhooks:read")?;
-    let id = path_id(Kind::WebhookDelivery, id, "webhook delivery")?;
-    let mut conn = conn(&state).await?;
-    let row = store::find_delivery(&mut conn, &principal.tenant, &id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook delivery"))?;
-    Ok(Json(row.into()))
+pub async fn retrieve_delivery(r: Read, Path(id): Path<String>) -> Result<Json<WebhookDelivery>, Problem> {
+    r.require("webhooks:read")?;
+    let id = path_id(Kind::WebhookDelivery, id)?;
+    r.answer(async |conn, tenant| ops::get_delivery(conn, tenant, &id).await)
+        .await
 }
 
 #[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", tag = "webhooks",
     params(("id" = String, Path, description = "Webhook delivery id")),
     responses((status = 200, description = "The delivery, due now (even if it had succeeded)", body = WebhookDelivery)))]
-pub async fn retry(
-    State(state): State<AppState>,
-    principal: Principal,
-    ReqId(request_id): ReqId,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: JsonBody,
-) -> Result<Response, Problem> {
-    principal.require("webhooks:write")?;
-    let id = path_id(Kind::WebhookDelivery, id, "webhook delivery")?;
-    write_op!(
-        state,
-        principal,
-        request_id,
-        headers,
-        format!("/v1/webhook_deliveries/{id}/retry"),
-        body,
-        StatusCode::OK,
-        |conn, ctx| async { ops::retry(conn, ctx, &id).await }
-    )
+pub async fn retry(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("webhooks:write")?;
+    let id = path_id(Kind::WebhookDelivery, id)?;
+    w.run(async |conn, ctx| ops::retry(conn, ctx, &id).await.map(Done::ok))
+        .await
 }

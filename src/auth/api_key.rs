@@ -101,7 +101,7 @@ impl Verifier {
 
     /// Records the last-used time, at most once a minute per key, in the background.
     fn touch(&self, id: &str) {
-        let now = crate::billing::now();
+        let now = crate::clock::now();
         {
             let Ok(mut seen) = self.last_touched.lock() else { return };
             match seen.get(id) {

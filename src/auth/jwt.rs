@@ -9,45 +9,17 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, RwLock};
 
 use super::{Failure, Principal};
 
-#[derive(Clone)]
-pub enum Keys {
-    Static(Box<DecodingKey>),
-    Jwks { url: String },
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Keys::Static(_) => f.write_str("Static(..)"),
-            Keys::Jwks { url } => write!(f, "Jwks({url})"),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub algorithms: Vec<Algorithm>,
-    pub keys: Keys,
-    pub issuer: String,
-    pub audience: String,
-    pub leeway: Duration,
-    pub tenant_claim: String,
-    pub scope_claim: String,
-    /// Least time between two JWKS fetches.
-    pub jwks_refresh_interval: Duration,
-    /// A JWKS older than this is fetched again on the next token.
-    pub jwks_max_age: Duration,
-}
+use crate::config::{JwtKeys, JwtSettings};
 
 #[derive(Debug)]
 pub struct Verifier {
-    settings: Settings,
+    settings: JwtSettings,
     jwks: Option<Jwks>,
 }
 
@@ -60,15 +32,15 @@ struct Jwks {
 }
 
 impl Verifier {
-    pub fn new(settings: Settings) -> Result<Self, String> {
+    pub fn new(settings: JwtSettings) -> Result<Self, String> {
         let jwks = match &settings.keys {
-            Keys::Jwks { url } => Some(Jwks {
+            JwtKeys::Jwks { url } => Some(Jwks {
                 url: url.clone(),
                 client: crate::outbound::client(Duration::from_secs(2), Duration::from_secs(5))?,
                 keys: RwLock::new((HashMap::new(), None)),
                 last_fetch: Mutex::new(None),
             }),
-            Keys::Static(_) => None,
+            JwtKeys::Static(_) => None,
         };
         Ok(Verifier { settings, jwks })
     }
@@ -86,13 +58,13 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
 
         let claims = match (&self.settings.keys, &self.jwks) {
-            (Keys::Static(key), _) => decode::<Map<String, Value>>(token, key, &validation),
-            (Keys::Jwks { .. }, Some(jwks)) => {
+            (JwtKeys::Static(key), _) => decode::<Map<String, Value>>(token, key, &validation),
+            (JwtKeys::Jwks { .. }, Some(jwks)) => {
                 let kid = header.kid.as_deref().ok_or(Failure::InvalidToken)?;
                 let key = jwks.key(kid, &self.settings).await?;
                 decode::<Map<String, Value>>(token, &key, &validation)
             }
-            (Keys::Jwks { .. }, None) => return Err(Failure::UnknownKid),
+            (JwtKeys::Jwks { .. }, None) => return Err(Failure::UnknownKid),
         }
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => Failure::Expired,
@@ -127,7 +99,7 @@ impl Verifier {
 
 impl Jwks {
     /// The key for `kid`, fetching the set when it is unknown or stale (rate-limited).
-    async fn key(&self, kid: &str, settings: &Settings) -> Result<DecodingKey, Failure> {
+    async fn key(&self, kid: &str, settings: &JwtSettings) -> Result<DecodingKey, Failure> {
         {
             let (keys, fetched) = &*self.keys.read().await;
             let fresh = fetched.is_some_and(|at| at.elapsed() < settings.jwks_max_age);
@@ -166,124 +138,5 @@ impl Jwks {
             .iter()
             .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
             .collect())
-    }
-}
-
-impl Settings {
-    /// JWT settings from configuration: `Ok(None)` when JWTs are off, or every problem found.
-    pub fn from_config(c: &crate::config::AuthConfig) -> Result<Option<Settings>, Vec<(&'static str, String)>> {
-        use secrecy::ExposeSecret;
-        let sources = [
-            c.jwt_public_key_file.is_some(),
-            c.jwt_hmac_secret.is_some(),
-            c.jwt_jwks_url.is_some(),
-        ];
-        if !sources.contains(&true) {
-            return Ok(None);
-        }
-        let mut problems: Vec<(&'static str, String)> = Vec::new();
-        if sources.iter().filter(|s| **s).count() > 1 {
-            problems.push((
-                "auth.jwt_hmac_secret",
-                "set exactly one of auth.jwt_public_key_file, auth.jwt_hmac_secret and auth.jwt_jwks_url".into(),
-            ));
-        }
-        let mut algorithms = Vec::new();
-        for name in &c.jwt_algorithms {
-            match name.parse::<Algorithm>() {
-                Ok(alg) => algorithms.push(alg),
-                Err(_) => problems.push((
-                    "auth.jwt_algorithms",
-                    format!("{name:?} is not a JWT algorithm such as RS256, ES256, EdDSA or HS256"),
-                )),
-            }
-        }
-        if c.jwt_algorithms.is_empty() {
-            problems.push(("auth.jwt_algorithms", "required when JWTs are enabled".into()));
-        }
-        let hmac = |a: &Algorithm| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
-        if c.jwt_hmac_secret.is_some() && !algorithms.iter().all(hmac) {
-            problems.push((
-                "auth.jwt_algorithms",
-                "an HMAC secret only verifies HS256, HS384 or HS512".into(),
-            ));
-        }
-        if c.jwt_hmac_secret.is_none() && algorithms.iter().any(hmac) {
-            problems.push((
-                "auth.jwt_algorithms",
-                "HS* algorithms need auth.jwt_hmac_secret, not public keys".into(),
-            ));
-        }
-        let mixed = algorithms.windows(2).any(|w| w[0].family() != w[1].family());
-        if c.jwt_public_key_file.is_some() && mixed {
-            problems.push((
-                "auth.jwt_algorithms",
-                "one public key cannot verify algorithms of different families".into(),
-            ));
-        }
-        let issuer = c.jwt_issuer.clone().unwrap_or_default();
-        let audience = c.jwt_audience.clone().unwrap_or_default();
-        if issuer.is_empty() {
-            problems.push(("auth.jwt_issuer", "required when JWTs are enabled".into()));
-        }
-        if audience.is_empty() {
-            problems.push(("auth.jwt_audience", "required when JWTs are enabled".into()));
-        }
-        let keys = if let Some(secret) = &c.jwt_hmac_secret {
-            if secret.expose_secret().len() < 32 {
-                problems.push(("auth.jwt_hmac_secret", "must be at least 32 bytes".into()));
-            }
-            Some(Keys::Static(Box::new(DecodingKey::from_secret(
-                secret.expose_secret().as_bytes(),
-            ))))
-        } else if let Some(path) = &c.jwt_public_key_file {
-            match std::fs::read(path) {
-                Ok(pem) => {
-                    let key = match algorithms.first().map(|a| a.family()) {
-                        Some(jsonwebtoken::AlgorithmFamily::Rsa) => DecodingKey::from_rsa_pem(&pem),
-                        Some(jsonwebtoken::AlgorithmFamily::Ec) => DecodingKey::from_ec_pem(&pem),
-                        _ => DecodingKey::from_ed_pem(&pem),
-                    };
-                    match key {
-                        Ok(key) => Some(Keys::Static(Box::new(key))),
-                        Err(e) => {
-                            problems.push((
-                                "auth.jwt_public_key_file",
-                                format!("{} is not a usable public key: {e}", path.display()),
-                            ));
-                            None
-                        }
-                    }
-                }
-                Err(e) => {
-                    problems.push((
-                        "auth.jwt_public_key_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    ));
-                    None
-                }
-            }
-        } else if let Some(url) = &c.jwt_jwks_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                problems.push(("auth.jwt_jwks_url", "must be an http(s) URL".into()));
-            }
-            Some(Keys::Jwks { url: url.clone() })
-        } else {
-            None
-        };
-        match (problems.is_empty(), keys) {
-            (true, Some(keys)) => Ok(Some(Settings {
-                algorithms,
-                keys,
-                issuer,
-                audience,
-                leeway: c.jwt_leeway,
-                tenant_claim: c.jwt_tenant_claim.clone(),
-                scope_claim: c.jwt_scope_claim.clone(),
-                jwks_refresh_interval: c.jwks_refresh_interval,
-                jwks_max_age: c.jwks_max_age,
-            })),
-            _ => Err(problems),
-        }
     }
 }

@@ -4,12 +4,8 @@
 pub mod api_key;
 pub mod jwt;
 
-use axum::extract::FromRequestParts;
-use http::request::Parts;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, header};
 
-use crate::http::AppState;
-use crate::http::problem::Problem;
 use crate::store::Store;
 
 /// Every scope the API checks: `<resource>:<action>`. A credential with `*` has them all.
@@ -41,23 +37,19 @@ impl Principal {
         self.scopes.iter().any(|s| s == "*" || s == scope)
     }
 
-    /// 403 unless the credential carries `scope`.
-    pub fn require(&self, scope: &'static str) -> Result<(), Problem> {
+    /// Refused (403 to the caller) unless the credential carries `scope`.
+    pub fn require(&self, scope: &'static str) -> Result<(), MissingScope> {
         if self.has_scope(scope) {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(MissingScope(scope))
         }
-        let mut problem = Problem::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "Insufficient Scope",
-            format!("this credential lacks the {scope} scope"),
-        );
-        problem.www_authenticate = Some(format!(
-            "Bearer realm=\"billing-api\", error=\"insufficient_scope\", scope=\"{scope}\""
-        ));
-        Err(problem)
     }
 }
+
+/// The scope a credential lacks for what it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingScope(pub &'static str);
 
 /// Why a credential was refused. The reason is logged (and counted), never told to the caller
 /// beyond "invalid".
@@ -100,23 +92,6 @@ impl Failure {
             Failure::Unavailable => "unavailable",
         }
     }
-
-    fn problem(self) -> Problem {
-        if self == Failure::Unavailable {
-            return Problem::database_unavailable("credentials could not be checked right now; retry shortly");
-        }
-        let (error, detail) = match self {
-            Failure::Missing => (None, "send Authorization: Bearer <API key or token>"),
-            Failure::Expired => (Some("invalid_token"), "the token has expired"),
-            _ => (Some("invalid_token"), "the credential is not valid"),
-        };
-        let mut problem = Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", detail);
-        problem.www_authenticate = Some(match error {
-            Some(error) => format!("Bearer realm=\"billing-api\", error=\"{error}\""),
-            None => "Bearer realm=\"billing-api\"".to_owned(),
-        });
-        problem
-    }
 }
 
 /// Checks credentials. Shared by every request.
@@ -148,21 +123,6 @@ impl Authenticator {
         match &self.jwt {
             Some(jwt) => jwt.verify(credential).await,
             None => Err(Failure::JwtDisabled),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match state.auth.authenticate(&parts.headers).await {
-            Ok(principal) => Ok(principal),
-            Err(failure) => {
-                tracing::info!(reason = failure.reason(), "authentication failed");
-                crate::telemetry::metrics::auth_failure(failure.reason());
-                Err(failure.problem())
-            }
         }
     }
 }

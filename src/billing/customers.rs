@@ -1,12 +1,12 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result, events};
-use crate::api::objects::Customer;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::metadata::{self, Metadata};
 use crate::domain::money::Currency;
-use crate::store::customers::{self, CustomerRow};
-use crate::store::{ledger, tenants};
+use crate::objects::Customer;
+use crate::operation::{Ctx, Error, Result};
+use crate::store::page::{Page, PageQuery};
+use crate::store::{customers, ledger, tenants};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewCustomer {
@@ -25,10 +25,11 @@ pub struct CustomerUpdate {
     pub metadata: Option<Metadata>,
 }
 
-pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> Result<CustomerRow> {
+pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> Result<Customer> {
     tenants::ensure(conn, &ctx.tenant, ctx.now).await?;
-    let customer = CustomerRow {
+    let customer = Customer {
         id: new_id(Kind::Customer),
+        object: Customer::OBJECT,
         name: input.name,
         email: input.email,
         currency: input.currency.map(Currency::code),
@@ -37,18 +38,18 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> 
     };
     customers::insert(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.created", &customer.id).await?;
-    events::emit(conn, ctx, "customer.created", &Customer::from(customer.clone())).await?;
+    ctx.emit(conn, "customer.created", &customer).await?;
     Ok(customer)
 }
 
-pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: CustomerUpdate) -> Result<CustomerRow> {
+pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: CustomerUpdate) -> Result<Customer> {
     let mut customer = get(conn, &ctx.tenant, id).await?;
     if let Some(currency) = input.currency {
         let code = currency.code();
         if customer.currency.as_ref().is_some_and(|c| *c != code) {
             let balances = ledger::balances(conn, &ctx.tenant, id).await?;
             if !balances.is_empty() {
-                return Err(BillingError::invalid(
+                return Err(Error::invalid(
                     "currency",
                     "currency_locked",
                     "the customer already has ledger activity in another currency",
@@ -67,7 +68,7 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Custom
         customer.metadata.extend(metadata);
         customer.metadata.retain(|_, v| !v.is_empty());
         if customer.metadata.len() > metadata::MAX_KEYS {
-            return Err(BillingError::invalid(
+            return Err(Error::invalid(
                 "metadata",
                 "too_many_keys",
                 format!("at most {} keys", metadata::MAX_KEYS),
@@ -76,12 +77,16 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Custom
     }
     customers::update(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.updated", &customer.id).await?;
-    events::emit(conn, ctx, "customer.updated", &Customer::from(customer.clone())).await?;
+    ctx.emit(conn, "customer.updated", &customer).await?;
     Ok(customer)
 }
 
-pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<CustomerRow> {
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Customer> {
     customers::find(conn, tenant, id)
         .await?
-        .ok_or(BillingError::NotFound("customer"))
+        .ok_or(Error::NotFound("customer"))
+}
+
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<Customer>> {
+    Ok(customers::list(conn, tenant, page).await?)
 }

@@ -1,57 +1,15 @@
-//! Events, written in the transaction of the change they describe (a transactional outbox): an
-//! event exists if and only if its change was committed. Each event fans out, in that same
-//! transaction, to one delivery per subscribed webhook endpoint.
-use serde::Serialize;
+//! Reading the events that billing (and webhook health) recorded.
 use sqlx::AnyConnection;
 
-use super::Ctx;
-use crate::domain::ids::{Kind, new_id};
-use crate::store::events::{self, EventRow};
-use crate::store::webhooks;
+use crate::objects::Event;
+use crate::operation::{Error, Result};
+use crate::store::events::{self, Filter};
+use crate::store::page::{Page, PageQuery};
 
-/// Every event type, for subscriptions (`enabled_events`) and filters.
-pub const TYPES: &[&str] = &[
-    "customer.created",
-    "customer.updated",
-    "invoice.created",
-    "invoice.finalized",
-    "invoice.paid",
-    "invoice.voided",
-    "invoice.marked_uncollectible",
-    "payment.created",
-    "refund.created",
-    "webhook_endpoint.disabled",
-];
-
-/// Records `kind` with a snapshot of `object` (as the API shows it) and queues its deliveries.
-pub async fn emit<T: Serialize>(
-    conn: &mut AnyConnection,
-    ctx: &Ctx,
-    kind: &str,
-    object: &T,
-) -> Result<(), sqlx::Error> {
-    emit_for(conn, &ctx.tenant, ctx.now, kind, object).await
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Event> {
+    events::find(conn, tenant, id).await?.ok_or(Error::NotFound("event"))
 }
 
-pub async fn emit_for<T: Serialize>(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    now: i64,
-    kind: &str,
-    object: &T,
-) -> Result<(), sqlx::Error> {
-    let data = serde_json::to_string(object).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let event = EventRow {
-        id: new_id(Kind::Event),
-        kind: kind.to_owned(),
-        data,
-        created: now,
-    };
-    events::insert(conn, tenant, &event).await?;
-    let deliveries: Vec<(String, String)> = webhooks::subscribers(conn, tenant, kind)
-        .await?
-        .into_iter()
-        .map(|endpoint| (new_id(Kind::WebhookDelivery), endpoint))
-        .collect();
-    webhooks::insert_deliveries(conn, tenant, &event.id, &deliveries, now).await
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery, filter: &Filter) -> Result<Page<Event>> {
+    Ok(events::list(conn, tenant, page, filter).await?)
 }

@@ -1,15 +1,16 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result, events};
-use crate::api::objects;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::invoice::{self, Action, LineAmounts, MAX_LINES, Status};
-use crate::domain::ledger;
+use crate::domain::ledger::{self, Posting};
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
+use crate::objects::{Invoice, LineItem};
+use crate::operation::{Ctx, Error, Result};
 use crate::store::customers;
-use crate::store::invoices::{self, InvoiceRow, LineRow};
+use crate::store::invoices::{self, Filter, InvoiceRow};
 use crate::store::ledger::{Movement, post};
+use crate::store::page::{Page, PageQuery};
 
 #[derive(Debug, Clone)]
 pub struct NewLine {
@@ -37,16 +38,9 @@ pub struct NewInvoice {
     pub metadata: Metadata,
 }
 
-/// An invoice with its lines, as the API shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invoice {
-    pub invoice: InvoiceRow,
-    pub lines: Vec<LineRow>,
-}
-
 fn amounts(field: &str, quantity: i64, unit_amount: i64, tax_rate_bps: Option<i64>) -> Result<LineAmounts> {
     invoice::line_amounts(quantity, unit_amount, tax_rate_bps).ok_or_else(|| {
-        BillingError::invalid(
+        Error::invalid(
             field,
             "out_of_range",
             "quantity, unit_amount or tax_rate_bps is out of range",
@@ -54,10 +48,11 @@ fn amounts(field: &str, quantity: i64, unit_amount: i64, tax_rate_bps: Option<i6
     })
 }
 
-fn line_row(field: &str, line: NewLine, now: i64) -> Result<LineRow> {
+fn line_row(field: &str, line: NewLine, now: i64) -> Result<LineItem> {
     let a = amounts(field, line.quantity, line.unit_amount, line.tax_rate_bps)?;
-    Ok(LineRow {
+    Ok(LineItem {
         id: new_id(Kind::InvoiceLine),
+        object: LineItem::OBJECT,
         description: line.description,
         quantity: line.quantity,
         unit_amount: line.unit_amount,
@@ -69,12 +64,12 @@ fn line_row(field: &str, line: NewLine, now: i64) -> Result<LineRow> {
 }
 
 /// Recomputes an invoice's totals from its lines.
-fn apply_totals(invoice: &mut InvoiceRow, lines: &[LineRow]) -> Result<()> {
+fn apply_totals(invoice: &mut InvoiceRow, lines: &[LineItem]) -> Result<()> {
     let totals = invoice::totals(lines.iter().map(|l| LineAmounts {
         amount: l.amount,
         tax: l.tax,
     }))
-    .ok_or_else(|| BillingError::invalid("lines", "amount_too_large", "the invoice total is too large"))?;
+    .ok_or_else(|| Error::invalid("lines", "amount_too_large", "the invoice total is too large"))?;
     invoice.subtotal = totals.subtotal;
     invoice.tax = totals.tax;
     invoice.total = totals.total;
@@ -84,10 +79,10 @@ fn apply_totals(invoice: &mut InvoiceRow, lines: &[LineRow]) -> Result<()> {
 pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> Result<Invoice> {
     let customer = customers::find(conn, &ctx.tenant, &input.customer_id)
         .await?
-        .ok_or(BillingError::NotFound("customer"))?;
+        .ok_or(Error::NotFound("customer"))?;
     let currency = match (input.currency.map(Currency::code), customer.currency) {
         (Some(given), Some(own)) if given != own => {
-            return Err(BillingError::invalid(
+            return Err(Error::invalid(
                 "currency",
                 "currency_mismatch",
                 format!("the customer is billed in {own}"),
@@ -96,7 +91,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         (Some(given), _) => given,
         (None, Some(own)) => own,
         (None, None) => {
-            return Err(BillingError::invalid(
+            return Err(Error::invalid(
                 "currency",
                 "required",
                 "the customer has no currency: give one",
@@ -104,7 +99,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         }
     };
     if input.lines.len() > MAX_LINES {
-        return Err(BillingError::invalid(
+        return Err(Error::invalid(
             "lines",
             "too_many",
             format!("at most {MAX_LINES} lines"),
@@ -141,24 +136,35 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         invoices::insert_line(conn, &ctx.tenant, &invoice.id, line).await?;
     }
     ctx.audit(conn, "invoice.created", &invoice.id).await?;
-    let result = Invoice { invoice, lines };
-    events::emit(conn, ctx, "invoice.created", &objects::Invoice::from(result.clone())).await?;
+    let result = invoice.with_lines(lines);
+    ctx.emit(conn, "invoice.created", &result).await?;
     Ok(result)
 }
 
 pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Invoice> {
     let invoice = invoices::find(conn, tenant, id)
         .await?
-        .ok_or(BillingError::NotFound("invoice"))?;
+        .ok_or(Error::NotFound("invoice"))?;
     let lines = invoices::lines(conn, tenant, id).await?;
-    Ok(Invoice { invoice, lines })
+    Ok(invoice.with_lines(lines))
+}
+
+/// A page of invoices, each with its lines (read for the whole page in one query).
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery, filter: &Filter) -> Result<Page<Invoice>> {
+    let rows = invoices::list(conn, tenant, page, filter).await?;
+    let ids: Vec<&str> = rows.data.iter().map(|r| r.id.as_str()).collect();
+    let mut lines = invoices::lines_of(conn, tenant, &ids).await?;
+    Ok(rows.map(|invoice| {
+        let own = lines.remove(&invoice.id).unwrap_or_default();
+        invoice.with_lines(own)
+    }))
 }
 
 /// Reads an invoice for change, holding its row until the transaction ends.
 async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<InvoiceRow> {
     invoices::find_for_update(conn, ctx.backend, &ctx.tenant, id)
         .await?
-        .ok_or(BillingError::NotFound("invoice"))
+        .ok_or(Error::NotFound("invoice"))
 }
 
 /// Applies a change to the lines of a draft and recomputes its totals.
@@ -166,7 +172,7 @@ async fn edit_lines(
     conn: &mut AnyConnection,
     ctx: &Ctx,
     id: &str,
-    edit: impl FnOnce(&mut Vec<LineRow>) -> Result<Change>,
+    edit: impl FnOnce(&mut Vec<LineItem>) -> Result<Change>,
 ) -> Result<Invoice> {
     let mut invoice = lock(conn, ctx, id).await?;
     invoice::transition(invoice.status, Action::EditLines)?;
@@ -180,12 +186,12 @@ async fn edit_lines(
     }
     invoices::update(conn, &ctx.tenant, &invoice, None).await?;
     ctx.audit(conn, "invoice.lines_changed", id).await?;
-    Ok(Invoice { invoice, lines })
+    Ok(invoice.with_lines(lines))
 }
 
 enum Change {
-    Added(LineRow),
-    Updated(LineRow),
+    Added(LineItem),
+    Updated(LineItem),
     Removed(String),
 }
 
@@ -193,7 +199,7 @@ pub async fn add_line(conn: &mut AnyConnection, ctx: &Ctx, id: &str, line: NewLi
     let now = ctx.now;
     edit_lines(conn, ctx, id, |lines| {
         if lines.len() >= MAX_LINES {
-            return Err(BillingError::Conflict {
+            return Err(Error::Conflict {
                 code: "too_many_lines",
                 message: format!("an invoice has at most {MAX_LINES} lines"),
             });
@@ -216,13 +222,13 @@ pub async fn update_line(
         let line = lines
             .iter_mut()
             .find(|l| l.id == line_id)
-            .ok_or(BillingError::NotFound("invoice line"))?;
+            .ok_or(Error::NotFound("invoice line"))?;
         let description = update.description.unwrap_or_else(|| line.description.clone());
         let quantity = update.quantity.unwrap_or(line.quantity);
         let unit_amount = update.unit_amount.unwrap_or(line.unit_amount);
         let tax_rate_bps = update.tax_rate_bps.unwrap_or(line.tax_rate_bps);
         let a = amounts("", quantity, unit_amount, tax_rate_bps)?;
-        *line = LineRow {
+        *line = LineItem {
             description,
             quantity,
             unit_amount,
@@ -241,7 +247,7 @@ pub async fn delete_line(conn: &mut AnyConnection, ctx: &Ctx, id: &str, line_id:
         let before = lines.len();
         lines.retain(|l| l.id != line_id);
         if lines.len() == before {
-            return Err(BillingError::NotFound("invoice line"));
+            return Err(Error::NotFound("invoice line"));
         }
         Ok(Change::Removed(line_id.to_owned()))
     })
@@ -259,60 +265,22 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
     if invoice.status == Status::Paid {
         invoice.paid_at = Some(ctx.now);
     }
-    invoices::update(conn, &ctx.tenant, &invoice, Some(seq)).await?;
-    let movement = Movement {
-        tenant: &ctx.tenant,
-        customer_id: &invoice.customer_id,
-        currency: &invoice.currency,
-        source_id: &invoice.id,
-        created: ctx.now,
-    };
-    post(
-        conn,
-        &movement,
-        &ledger::finalize(invoice.subtotal, invoice.tax, invoice.total),
-    )
-    .await?;
-    ctx.audit(conn, "invoice.finalized", id).await?;
-    let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    let result = Invoice { invoice, lines };
-    let snapshot = objects::Invoice::from(result.clone());
-    events::emit(conn, ctx, "invoice.finalized", &snapshot).await?;
-    if result.invoice.status == Status::Paid {
-        events::emit(conn, ctx, "invoice.paid", &snapshot).await?;
+    let postings = ledger::finalize(invoice.subtotal, invoice.tax, invoice.total);
+    let result = record_change(conn, ctx, invoice, Some(seq), &postings, "invoice.finalized").await?;
+    if result.status == Status::Paid {
+        ctx.emit(conn, "invoice.paid", &result).await?;
     }
     Ok(result)
 }
 
 pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
     let mut invoice = lock(conn, ctx, id).await?;
-    let status = invoice::transition(
-        invoice.status,
-        Action::Void {
-            has_payments: invoice.amount_paid > 0,
-        },
-    )?;
+    let has_payments = invoice.amount_paid > 0;
+    let status = invoice::transition(invoice.status, Action::Void { has_payments })?;
     invoice.status = status.unwrap_or(Status::Void);
     invoice.voided_at = Some(ctx.now);
-    invoices::update(conn, &ctx.tenant, &invoice, None).await?;
-    let movement = Movement {
-        tenant: &ctx.tenant,
-        customer_id: &invoice.customer_id,
-        currency: &invoice.currency,
-        source_id: &invoice.id,
-        created: ctx.now,
-    };
-    post(
-        conn,
-        &movement,
-        &ledger::void(invoice.subtotal, invoice.tax, invoice.total),
-    )
-    .await?;
-    ctx.audit(conn, "invoice.voided", id).await?;
-    let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    let result = Invoice { invoice, lines };
-    events::emit(conn, ctx, "invoice.voided", &objects::Invoice::from(result.clone())).await?;
-    Ok(result)
+    let postings = ledger::void(invoice.subtotal, invoice.tax, invoice.total);
+    record_change(conn, ctx, invoice, None, &postings, "invoice.voided").await
 }
 
 pub async fn mark_uncollectible(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
@@ -320,12 +288,32 @@ pub async fn mark_uncollectible(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -
     let status = invoice::transition(invoice.status, Action::MarkUncollectible)?;
     invoice.status = status.unwrap_or(Status::Uncollectible);
     invoice.marked_uncollectible_at = Some(ctx.now);
-    invoices::update(conn, &ctx.tenant, &invoice, None).await?;
-    ctx.audit(conn, "invoice.marked_uncollectible", id).await?;
-    let lines = invoices::lines(conn, &ctx.tenant, id).await?;
-    let result = Invoice { invoice, lines };
-    let snapshot = objects::Invoice::from(result.clone());
-    events::emit(conn, ctx, "invoice.marked_uncollectible", &snapshot).await?;
+    record_change(conn, ctx, invoice, None, &[], "invoice.marked_uncollectible").await
+}
+
+/// Saves an invoice's new state (with its number's sequence, when it got one), posts what the
+/// change moves in the ledger, and records it as `event` in the audit trail and the outbox.
+async fn record_change(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    invoice: InvoiceRow,
+    number_seq: Option<i64>,
+    postings: &[Posting],
+    event: &str,
+) -> Result<Invoice> {
+    invoices::update(conn, &ctx.tenant, &invoice, number_seq).await?;
+    let movement = Movement {
+        tenant: &ctx.tenant,
+        customer_id: &invoice.customer_id,
+        currency: &invoice.currency,
+        source_id: &invoice.id,
+        created: ctx.now,
+    };
+    post(conn, &movement, postings).await?;
+    ctx.audit(conn, event, &invoice.id).await?;
+    let lines = invoices::lines(conn, &ctx.tenant, &invoice.id).await?;
+    let result = invoice.with_lines(lines);
+    ctx.emit(conn, event, &result).await?;
     Ok(result)
 }
 
@@ -336,17 +324,4 @@ pub async fn delete(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<()>
     invoices::delete(conn, &ctx.tenant, id).await?;
     ctx.audit(conn, "invoice.deleted", id).await?;
     Ok(())
-}
-
-/// Lines of many invoices in one query, for listings.
-pub async fn with_lines(conn: &mut AnyConnection, tenant: &str, rows: Vec<InvoiceRow>) -> Result<Vec<Invoice>> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let mut lines = invoices::lines_of(conn, tenant, &ids).await?;
-    Ok(rows
-        .into_iter()
-        .map(|invoice| {
-            let own = lines.remove(&invoice.id).unwrap_or_default();
-            Invoice { invoice, lines: own }
-        })
-        .collect())
 }

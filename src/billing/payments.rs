@@ -1,15 +1,16 @@
 use sqlx::AnyConnection;
 
-use super::{BillingError, Ctx, Result, events};
-use crate::api::objects;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::invoice::{self, Action, Status};
 use crate::domain::ledger;
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
+use crate::objects::{Payment, Refund};
+use crate::operation::{Ctx, Error, Result};
 use crate::store::invoices;
 use crate::store::ledger::{Movement, post};
-use crate::store::payments::{self, PaymentRow, RefundRow};
+use crate::store::page::{Page, PageQuery};
+use crate::store::payments::{self, Filter, RefundFilter};
 
 #[derive(Debug, Clone)]
 pub struct NewPayment {
@@ -31,13 +32,13 @@ pub struct NewRefund {
 
 /// Records a payment against an open or uncollectible invoice. The invoice row is held for the
 /// transaction, so concurrent payments are applied one after the other and can never overpay.
-pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> Result<PaymentRow> {
+pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> Result<Payment> {
     let mut inv = invoices::find_for_update(conn, ctx.backend, &ctx.tenant, &input.invoice_id)
         .await?
-        .ok_or(BillingError::NotFound("invoice"))?;
+        .ok_or(Error::NotFound("invoice"))?;
     let currency = input.currency.code();
     if currency != inv.currency {
-        return Err(BillingError::invalid(
+        return Err(Error::invalid(
             "currency",
             "currency_mismatch",
             format!("the invoice is in {}", inv.currency),
@@ -45,7 +46,7 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
     }
     let remaining = inv.amount_remaining();
     if matches!(inv.status, Status::Open | Status::Uncollectible) && input.amount > remaining {
-        return Err(BillingError::invalid(
+        return Err(Error::invalid(
             "amount",
             "exceeds_amount_remaining",
             format!("the invoice has {remaining} left to pay"),
@@ -58,8 +59,9 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
         },
     )?;
 
-    let payment = PaymentRow {
+    let payment = Payment {
         id: new_id(Kind::Payment),
+        object: Payment::OBJECT,
         invoice_id: inv.id.clone(),
         customer_id: inv.customer_id.clone(),
         amount: input.amount,
@@ -70,7 +72,7 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
         created: ctx.now,
     };
     if !payments::insert(conn, &ctx.tenant, &payment).await? {
-        return Err(BillingError::Conflict {
+        return Err(Error::Conflict {
             code: "duplicate_reference",
             message: "another payment already has this reference".into(),
         });
@@ -90,37 +92,37 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
     };
     post(conn, &movement, &ledger::payment(input.amount)).await?;
     ctx.audit(conn, "payment.created", &payment.id).await?;
-    events::emit(conn, ctx, "payment.created", &objects::Payment::from(payment.clone())).await?;
+    ctx.emit(conn, "payment.created", &payment).await?;
     if inv.status == Status::Paid {
         let lines = invoices::lines(conn, &ctx.tenant, &inv.id).await?;
-        let paid = objects::Invoice::from(super::invoices::Invoice { invoice: inv, lines });
-        events::emit(conn, ctx, "invoice.paid", &paid).await?;
+        ctx.emit(conn, "invoice.paid", &inv.with_lines(lines)).await?;
     }
     Ok(payment)
 }
 
 /// Refunds part or all of a payment; refunds of one payment never add up to more than it.
-pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Result<RefundRow> {
+pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Result<Refund> {
     let payment = payments::find_for_update(conn, ctx.backend, &ctx.tenant, &input.payment_id)
         .await?
-        .ok_or(BillingError::NotFound("payment"))?;
+        .ok_or(Error::NotFound("payment"))?;
     let refundable = payment.amount - payment.amount_refunded;
     if refundable == 0 {
-        return Err(BillingError::Conflict {
+        return Err(Error::Conflict {
             code: "payment_fully_refunded",
             message: "this payment is already fully refunded".into(),
         });
     }
     let amount = input.amount.unwrap_or(refundable);
     if amount > refundable {
-        return Err(BillingError::invalid(
+        return Err(Error::invalid(
             "amount",
             "exceeds_refundable",
             format!("at most {refundable} of this payment can be refunded"),
         ));
     }
-    let refund = RefundRow {
+    let refund = Refund {
         id: new_id(Kind::Refund),
+        object: Refund::OBJECT,
         payment_id: payment.id.clone(),
         invoice_id: payment.invoice_id.clone(),
         amount,
@@ -141,18 +143,31 @@ pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Re
     };
     post(conn, &movement, &ledger::refund(amount)).await?;
     ctx.audit(conn, "refund.created", &refund.id).await?;
-    events::emit(conn, ctx, "refund.created", &objects::Refund::from(refund.clone())).await?;
+    ctx.emit(conn, "refund.created", &refund).await?;
     Ok(refund)
 }
 
-pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<PaymentRow> {
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Payment> {
     payments::find(conn, tenant, id)
         .await?
-        .ok_or(BillingError::NotFound("payment"))
+        .ok_or(Error::NotFound("payment"))
 }
 
-pub async fn get_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<RefundRow> {
+pub async fn get_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Refund> {
     payments::find_refund(conn, tenant, id)
         .await?
-        .ok_or(BillingError::NotFound("refund"))
+        .ok_or(Error::NotFound("refund"))
+}
+
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery, filter: &Filter) -> Result<Page<Payment>> {
+    Ok(payments::list(conn, tenant, page, filter).await?)
+}
+
+pub async fn list_refunds(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    page: &PageQuery,
+    filter: &RefundFilter,
+) -> Result<Page<Refund>> {
+    Ok(payments::list_refunds(conn, tenant, page, filter).await?)
 }

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 pub const ENV_PREFIX: &str = "BILLING_";
 /// Names the TOML file to read (the `--config` flag wins over it).
 pub const CONFIG_FILE_ENV: &str = "BILLING_CONFIG";
+/// Debug builds serve `/__test/*` routes (slow, panic, echo, db) when this variable is `1`, so
+/// process-level tests can exercise timeouts, panics and draining. Release builds have none,
+/// and there the variable is an unknown setting like any other.
+pub const TEST_ROUTES_ENV: &str = "BILLING_TEST_ROUTES";
 /// Suffix of a key (or an environment variable) that names a file holding a secret value.
 pub const FILE_SUFFIX: &str = "_file";
 
@@ -105,7 +109,7 @@ pub struct Layers {
 
 /// Environment variables with the prefix that are not settings.
 fn is_control_variable(name: &str) -> bool {
-    name == CONFIG_FILE_ENV || (cfg!(debug_assertions) && name == crate::http::TEST_ROUTES_ENV)
+    name == CONFIG_FILE_ENV || (cfg!(debug_assertions) && name == TEST_ROUTES_ENV)
 }
 
 impl Layers {

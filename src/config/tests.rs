@@ -203,13 +203,13 @@ fn a_broken_config_file_is_reported() {
 #[test]
 fn the_reference_lists_exactly_the_settings_the_loader_reads() {
     // Every key the loader reads is known after a load; compare with the documented ones.
-    let documented: BTreeSet<&str> = KEYS.iter().map(|k| k.key).collect();
+    let documented: BTreeSet<&str> = keys().map(|k| k.key).collect();
     let loaded = load_env(&[]).unwrap();
     let read: BTreeSet<&str> = loaded
         .origins
         .keys()
         .map(String::as_str)
-        .filter(|k| !KEYS.iter().any(|d| d.secret && k.strip_suffix("_file") == Some(d.key)))
+        .filter(|k| !keys().any(|d| d.secret && k.strip_suffix("_file") == Some(d.key)))
         .collect();
     assert_eq!(documented, read);
     let markdown = reference_markdown();

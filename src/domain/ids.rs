@@ -37,6 +37,25 @@ impl Kind {
             Kind::WebhookAttempt => "wa_",
         }
     }
+
+    /// What an object of this kind is called in messages: "no such invoice line".
+    pub const fn noun(self) -> &'static str {
+        match self {
+            Kind::Customer => "customer",
+            Kind::Invoice => "invoice",
+            Kind::InvoiceLine => "invoice line",
+            Kind::Payment => "payment",
+            Kind::Refund => "refund",
+            Kind::LedgerEntry => "ledger entry",
+            Kind::LedgerTransaction => "ledger transaction",
+            Kind::ApiKey => "API key",
+            Kind::Audit => "audit record",
+            Kind::Event => "event",
+            Kind::WebhookEndpoint => "webhook endpoint",
+            Kind::WebhookDelivery => "webhook delivery",
+            Kind::WebhookAttempt => "webhook attempt",
+        }
+    }
 }
 
 pub fn new_id(kind: Kind) -> String {

@@ -6,7 +6,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use http::header;
 
-use super::{AppState, health};
+use super::health;
+use crate::api::AppState;
 use crate::telemetry::metrics;
 
 /// Prometheus' text exposition format, version 0.0.4.
@@ -27,7 +28,7 @@ async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let (ready, _) = health::evaluate(&state).await;
     metrics::ready(ready);
     if let Ok(mut conn) = state.store.acquire().await {
-        let now = crate::billing::now();
+        let now = crate::clock::now();
         let due = crate::store::webhooks::due_count(&mut conn, now).await;
         let open = crate::store::webhooks::open_breakers(&mut conn, now).await;
         if let (Ok(due), Ok(open)) = (due, open) {

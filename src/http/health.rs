@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::json;
 
-use super::AppState;
+use crate::api::AppState;
 use crate::build_info;
 
 pub async fn live() -> Response {

@@ -1,13 +1,12 @@
-//! The HTTP surface: router, middleware stack, errors and extractors.
+//! The HTTP surface: the router (the API's routes, probes, the OpenAPI document), the middleware
+//! stack every request passes through, and the admin listener.
 pub mod admin;
 pub mod client_ip;
 pub mod health;
 pub mod middleware;
-pub mod problem;
 #[cfg(debug_assertions)]
 mod test_routes;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,43 +19,11 @@ use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::auth::Authenticator;
+use crate::api::AppState;
+use crate::api::idempotency::IDEMPOTENCY_KEY;
+use crate::api::problem::Problem;
 use crate::config::ServerConfig;
-use crate::shutdown::Shutdown;
-use crate::store::Store;
 use middleware::request::{RequestLayer, X_REQUEST_ID};
-use problem::Problem;
-
-/// Debug builds serve `/__test/*` routes (slow, panic, echo, db) when this variable is `1`, so
-/// process-level tests can exercise timeouts, panics and draining. Release builds have none.
-pub const TEST_ROUTES_ENV: &str = "BILLING_TEST_ROUTES";
-
-/// What handlers share. The router clones it for every request, so it is one `Arc`.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
-
-#[derive(Debug)]
-pub struct Shared {
-    pub store: Store,
-    pub shutdown: Shutdown,
-    pub health_timeout: Duration,
-    pub auth: Authenticator,
-    pub idempotency: Arc<crate::api::write::Registry>,
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
-}
-
-impl AppState {
-    pub fn new(shared: Shared) -> Self {
-        AppState(Arc::new(shared))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
 
 /// Probes are exempt from load shedding and logged at debug level.
 pub fn is_probe_path(path: &str) -> bool {
@@ -154,7 +121,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
-                HeaderName::from_static("idempotency-key"),
+                IDEMPOTENCY_KEY.clone(),
                 X_REQUEST_ID.clone(),
             ])
             .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER])

@@ -7,9 +7,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::AppState;
-use super::problem::Problem;
-use crate::api::input::{Check, Field, JsonBody, Unknown};
+use crate::api::AppState;
+use crate::api::input::{JsonBody, sample};
+use crate::api::problem::Problem;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,24 +35,10 @@ async fn panic() -> &'static str {
     panic!("test route asked to panic")
 }
 
-#[derive(Debug, Deserialize)]
-struct Echo {
-    #[serde(default)]
-    name: Field<String>,
-    #[serde(default)]
-    amount: Field<i64>,
-    #[serde(flatten)]
-    unknown: Unknown,
-}
-
 /// Reads a body the way every API route does, and sends it back.
 async fn echo(body: JsonBody) -> Result<Json<serde_json::Value>, Problem> {
-    let echo: Echo = body.read()?;
-    let mut check = Check::new();
-    check.unknown("", &echo.unknown);
-    let name = check.required("name", echo.name);
-    let amount = check.required("amount", echo.amount);
-    check.finish(|| Some(Json(serde_json::json!({ "name": name?, "amount": amount? }))))
+    let (name, amount) = sample::check(&body)?;
+    Ok(Json(serde_json::json!({ "name": name, "amount": amount })))
 }
 
 /// Runs a query on a pooled connection and keeps the connection for `ms`.

@@ -1,26 +1,21 @@
-//! Customers: the billed parties of a tenant.
+//! Customers: the billed parties of a tenant, read straight into the public object.
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use super::page::{Page, PageQuery};
+use super::page::{Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
-use crate::domain::metadata::Metadata;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CustomerRow {
-    pub id: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub currency: Option<String>,
-    pub metadata: Metadata,
-    pub created: i64,
-}
+use crate::objects::Customer;
 
 const COLUMNS: &str = "id, name, email, currency, metadata, created";
+const LISTING: Listing = Listing {
+    table: "customers",
+    columns: COLUMNS,
+};
 
-fn from_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
-    Ok(CustomerRow {
+fn from_row(row: &AnyRow) -> Result<Customer, sqlx::Error> {
+    Ok(Customer {
         id: get(row, "id")?,
+        object: Customer::OBJECT,
         name: get(row, "name")?,
         email: get(row, "email")?,
         currency: get(row, "currency")?,
@@ -30,7 +25,7 @@ fn from_row(row: &AnyRow) -> Result<CustomerRow, sqlx::Error> {
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.insert", skip_all, fields(otel.kind = "client"))]
-pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &Customer) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO customers (id, tenant_id, name, email, currency, metadata, created) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -47,7 +42,7 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> 
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.update", skip_all, fields(otel.kind = "client"))]
-pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> Result<(), sqlx::Error> {
+pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &Customer) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE customers SET name = $1, email = $2, currency = $3, metadata = $4 WHERE tenant_id = $5 AND id = $6",
     )
@@ -63,7 +58,7 @@ pub async fn update(conn: &mut AnyConnection, tenant: &str, c: &CustomerRow) -> 
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.find", skip_all, fields(otel.kind = "client"))]
-pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<CustomerRow>, sqlx::Error> {
+pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<Customer>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM customers WHERE tenant_id = $1 AND id = $2"
     ));
@@ -72,6 +67,6 @@ pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Op
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.list", skip_all, fields(otel.kind = "client"))]
-pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<CustomerRow>, sqlx::Error> {
-    page.fetch(conn, "customers", COLUMNS, tenant, &[], from_row).await
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<Customer>, PageError> {
+    LISTING.fetch(conn, tenant, page, &[], from_row).await
 }

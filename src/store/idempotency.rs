@@ -11,9 +11,9 @@ pub struct StoredResponse {
     pub body: String,
 }
 
-/// On PostgreSQL, takes a transaction-scoped advisory lock on the key without waiting; `false`
-/// means another transaction holds it (the same request is in flight on some replica).
-/// SQLite runs in one process, whose in-memory registry covers this.
+/// Takes a transaction-scoped advisory lock on the key, across every replica, without waiting;
+/// `false` means another transaction holds it (the same request is in flight somewhere). Where
+/// the backend has no such locks (SQLite, one process) the in-memory registry covers this.
 #[tracing::instrument(target = "otel", level = "debug", name = "db idempotency.try_lock", skip_all, fields(otel.kind = "client"))]
 pub async fn try_lock(
     conn: &mut AnyConnection,
@@ -21,16 +21,10 @@ pub async fn try_lock(
     tenant: &str,
     key: &str,
 ) -> Result<bool, sqlx::Error> {
-    if backend != Backend::Postgres {
+    let Some(sql) = backend.try_advisory_lock_sql() else {
         return Ok(true);
-    }
-    let locked: i64 = sqlx::query_scalar(
-        "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)) THEN 1 ELSE 0 END",
-    )
-    .bind(tenant)
-    .bind(key)
-    .fetch_one(conn)
-    .await?;
+    };
+    let locked: i64 = sqlx::query_scalar(sql).bind(tenant).bind(key).fetch_one(conn).await?;
     Ok(locked == 1)
 }
 

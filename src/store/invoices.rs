@@ -1,12 +1,14 @@
-//! Invoices and their lines.
+//! Invoices and their lines. An invoice is stored as one row (its number's sequence among the
+//! columns) and shown with its lines and what is left to pay; its lines are stored as shown.
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::Backend;
-use super::page::{Filter, Page, PageQuery};
+use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
 use crate::domain::invoice::Status;
 use crate::domain::metadata::Metadata;
+use crate::objects::{Invoice, LineItem, LineList};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvoiceRow {
@@ -36,22 +38,46 @@ impl InvoiceRow {
             Status::Draft | Status::Paid | Status::Void => 0,
         }
     }
-}
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct LineRow {
-    pub id: String,
-    pub description: String,
-    pub quantity: i64,
-    pub unit_amount: i64,
-    pub tax_rate_bps: Option<i64>,
-    pub amount: i64,
-    pub tax: i64,
-    pub created: i64,
+    /// The invoice as the API shows it, with its lines.
+    pub fn with_lines(self, lines: Vec<LineItem>) -> Invoice {
+        let i = self;
+        Invoice {
+            amount_remaining: i.amount_remaining(),
+            id: i.id,
+            object: "invoice",
+            customer: i.customer_id,
+            status: i.status,
+            currency: i.currency,
+            number: i.number,
+            due_date: i.due_date,
+            subtotal: i.subtotal,
+            tax: i.tax,
+            total: i.total,
+            amount_paid: i.amount_paid,
+            amount_refunded: i.amount_refunded,
+            lines: LineList {
+                object: "list",
+                data: lines,
+                has_more: false,
+            },
+            metadata: i.metadata,
+            created: i.created,
+            finalized_at: i.finalized_at,
+            paid_at: i.paid_at,
+            voided_at: i.voided_at,
+            marked_uncollectible_at: i.marked_uncollectible_at,
+        }
+    }
 }
 
 const COLUMNS: &str = "id, customer_id, status, currency, number, due_date, subtotal, tax, total, amount_paid, \
     amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at";
+const LISTING: Listing = Listing {
+    table: "invoices",
+    columns: COLUMNS,
+};
+const LINE_COLUMNS: &str = "id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created";
 
 fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
     let status: String = get(row, "status")?;
@@ -77,9 +103,10 @@ fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
     })
 }
 
-fn line_from_row(row: &AnyRow) -> Result<LineRow, sqlx::Error> {
-    Ok(LineRow {
+fn line_from_row(row: &AnyRow) -> Result<LineItem, sqlx::Error> {
+    Ok(LineItem {
         id: get(row, "id")?,
+        object: LineItem::OBJECT,
         description: get(row, "description")?,
         quantity: get(row, "quantity")?,
         unit_amount: get(row, "unit_amount")?,
@@ -114,15 +141,10 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> R
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.find", skip_all, fields(otel.kind = "client"))]
 pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<InvoiceRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"
-    ));
-    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(from_row).transpose()
+    select(conn, tenant, id, "").await
 }
 
-/// Reads an invoice to change it. PostgreSQL holds its row until the transaction ends; on SQLite
-/// the write transaction already excludes every other writer.
+/// Reads an invoice to change it, holding its row until the transaction ends.
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.find_for_update", skip_all, fields(otel.kind = "client"))]
 pub async fn find_for_update(
     conn: &mut AnyConnection,
@@ -130,15 +152,19 @@ pub async fn find_for_update(
     tenant: &str,
     id: &str,
 ) -> Result<Option<InvoiceRow>, sqlx::Error> {
-    let sql = match backend {
-        Backend::Postgres => format!("SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2 FOR UPDATE"),
-        Backend::Sqlite => format!("SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2"),
-    };
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    select(conn, tenant, id, backend.for_update()).await
+}
+
+async fn select(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    lock: &str,
+) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM invoices WHERE tenant_id = $1 AND id = $2{lock}"
+    ));
+    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -192,15 +218,11 @@ pub async fn delete(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.lines", skip_all, fields(otel.kind = "client"))]
-pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<Vec<LineRow>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
-         WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY id",
-    )
-    .bind(tenant)
-    .bind(invoice_id)
-    .fetch_all(conn)
-    .await?;
+pub async fn lines(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<Vec<LineItem>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {LINE_COLUMNS} FROM invoice_lines WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY id"
+    ));
+    let rows = sqlx::query(sql).bind(tenant).bind(invoice_id).fetch_all(conn).await?;
     rows.iter().map(line_from_row).collect()
 }
 
@@ -210,15 +232,14 @@ pub async fn lines_of(
     conn: &mut AnyConnection,
     tenant: &str,
     invoice_ids: &[&str],
-) -> Result<std::collections::HashMap<String, Vec<LineRow>>, sqlx::Error> {
-    let mut by_invoice: std::collections::HashMap<String, Vec<LineRow>> = std::collections::HashMap::new();
+) -> Result<std::collections::HashMap<String, Vec<LineItem>>, sqlx::Error> {
+    let mut by_invoice: std::collections::HashMap<String, Vec<LineItem>> = std::collections::HashMap::new();
     if invoice_ids.is_empty() {
         return Ok(by_invoice);
     }
     let placeholders: Vec<String> = (0..invoice_ids.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
-        "SELECT invoice_id, id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created FROM invoice_lines \
-         WHERE tenant_id = $1 AND invoice_id IN ({}) ORDER BY id",
+        "SELECT invoice_id, {LINE_COLUMNS} FROM invoice_lines WHERE tenant_id = $1 AND invoice_id IN ({}) ORDER BY id",
         placeholders.join(", ")
     );
     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
@@ -248,7 +269,7 @@ pub async fn insert_line(
     conn: &mut AnyConnection,
     tenant: &str,
     invoice_id: &str,
-    l: &LineRow,
+    l: &LineItem,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO invoice_lines (id, tenant_id, invoice_id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created) \
@@ -270,7 +291,7 @@ pub async fn insert_line(
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.update_line", skip_all, fields(otel.kind = "client"))]
-pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineRow) -> Result<(), sqlx::Error> {
+pub async fn update_line(conn: &mut AnyConnection, tenant: &str, l: &LineItem) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE invoice_lines SET description = $1, quantity = $2, unit_amount = $3, tax_rate_bps = $4, amount = $5, tax = $6 \
          WHERE tenant_id = $7 AND id = $8",
@@ -298,14 +319,25 @@ pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) 
     Ok(())
 }
 
+/// Which invoices a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub customer: Option<String>,
+    pub status: Option<Status>,
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.list", skip_all, fields(otel.kind = "client"))]
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<InvoiceRow>, sqlx::Error> {
-    page.fetch(conn, "invoices", COLUMNS, tenant, filters, from_row).await
+    filter: &Filter,
+) -> Result<Page<InvoiceRow>, PageError> {
+    let filters = page::set([
+        ("customer_id", filter.customer.as_deref()),
+        ("status", filter.status.map(Status::as_str)),
+    ]);
+    LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }
 
 /// Takes the tenant's next invoice number (creating the tenant's counter on first use) and

@@ -2,28 +2,22 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-use super::page::{Filter, Page, PageQuery};
+use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::get;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::ledger::{Account, Posting};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntryRow {
-    pub id: String,
-    pub transaction_id: String,
-    pub account: String,
-    pub customer_id: Option<String>,
-    pub amount: i64,
-    pub currency: String,
-    pub source_id: String,
-    pub created: i64,
-}
+use crate::objects::LedgerEntry;
 
 const COLUMNS: &str = "id, transaction_id, account, customer_id, amount, currency, source_id, created";
+const LISTING: Listing = Listing {
+    table: "ledger_entries",
+    columns: COLUMNS,
+};
 
-fn from_row(row: &AnyRow) -> Result<EntryRow, sqlx::Error> {
-    Ok(EntryRow {
+fn from_row(row: &AnyRow) -> Result<LedgerEntry, sqlx::Error> {
+    Ok(LedgerEntry {
         id: get(row, "id")?,
+        object: LedgerEntry::OBJECT,
         transaction_id: get(row, "transaction_id")?,
         account: get(row, "account")?,
         customer_id: get(row, "customer_id")?,
@@ -108,15 +102,25 @@ pub async fn post(conn: &mut AnyConnection, m: &Movement<'_>, postings: &[Postin
     Ok(())
 }
 
+/// Which entries a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub customer: Option<String>,
+    pub account: Option<Account>,
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db ledger.list", skip_all, fields(otel.kind = "client"))]
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<EntryRow>, sqlx::Error> {
-    page.fetch(conn, "ledger_entries", COLUMNS, tenant, filters, from_row)
-        .await
+    filter: &Filter,
+) -> Result<Page<LedgerEntry>, PageError> {
+    let filters = page::set([
+        ("customer_id", filter.customer.as_deref()),
+        ("account", filter.account.map(Account::as_str)),
+    ]);
+    LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }
 
 /// A customer's balance per currency, as maintained.

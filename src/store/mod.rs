@@ -1,9 +1,11 @@
 //! The one data-access layer: a pool over SQLite or PostgreSQL, chosen from the URL scheme.
 //!
 //! Queries are written once in portable SQL and run through sqlx's `Any` driver; the few places
-//! where the backends' semantics differ (transaction start, row locks) ask [`Backend`].
+//! where the backends' SQL differs (transaction start, row locks, session settings) are named in
+//! [`dialect`]. Each module owns its tables: its column lists, its row mapping, its filters.
 pub mod audit;
 pub mod customers;
+mod dialect;
 pub mod events;
 pub mod idempotency;
 pub mod invoices;
@@ -26,45 +28,7 @@ use sqlx::{Any, AnyConnection, Transaction};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 use crate::config::DatabaseConfig;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn from_url(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-
-    /// Opens a transaction that will write. SQLite takes its write lock up front so that two
-    /// writers never deadlock upgrading read locks; PostgreSQL locks rows as it goes.
-    pub fn begin_write_sql(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
-        }
-    }
-}
-
-/// `sqlite::memory:` and `?mode=memory` databases live inside one connection.
-pub fn sqlite_is_in_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
-}
+pub use crate::config::{Backend, sqlite_is_in_memory};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,7 +59,7 @@ impl Store {
             Backend::Sqlite => prepare_sqlite_url(raw_url)?,
             Backend::Postgres => raw_url.to_owned(),
         };
-        let session_sql = session_setup_sql(backend, config);
+        let session_sql = backend.session_setup_sql(config);
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -131,11 +95,12 @@ impl Store {
         result
     }
 
-    /// A transaction opened with `begin_sql` (see [`Backend::begin_write_sql`]), measured like
+    /// A transaction that will write (see [`Backend::begin_write_sql`]), measured like
     /// [`Store::acquire`].
-    pub async fn begin(&self, begin_sql: &'static str) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
         let conn = self.acquire().await?;
-        Transaction::begin(conn, Some(sqlx::SqlSafeStr::into_sql_str(begin_sql))).await
+        let begin = self.backend.begin_write_sql();
+        Transaction::begin(conn, Some(sqlx::SqlSafeStr::into_sql_str(begin))).await
     }
 
     pub fn backend(&self) -> Backend {
@@ -163,18 +128,6 @@ fn observe_acquire<T>(started: Instant, result: &Result<T, sqlx::Error>) {
         Ok(_) => crate::telemetry::metrics::acquired(started.elapsed().as_secs_f64()),
         Err(sqlx::Error::PoolTimedOut) => crate::telemetry::metrics::acquire_timed_out(),
         Err(_) => {}
-    }
-}
-
-/// Per-connection settings. SQLite: write-ahead log, fsync on every commit (an acknowledged
-/// write survives power loss), foreign keys, and a lock wait. PostgreSQL: a statement timeout.
-fn session_setup_sql(backend: Backend, config: &DatabaseConfig) -> String {
-    match backend {
-        Backend::Sqlite => format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
-            config.busy_timeout.as_millis()
-        ),
-        Backend::Postgres => format!("SET statement_timeout = {}", config.statement_timeout.as_millis()),
     }
 }
 
@@ -236,5 +189,11 @@ mod tests {
         assert_eq!(Backend::from_url("postgres://u@h/db"), Some(Backend::Postgres));
         assert_eq!(Backend::from_url("postgresql://u@h/db"), Some(Backend::Postgres));
         assert_eq!(Backend::from_url("mysql://u@h/db"), None);
+        assert_eq!(Backend::Postgres.for_update(), " FOR UPDATE");
+        assert_eq!(
+            Backend::Sqlite.for_update(),
+            "",
+            "SQLite's write transaction is the lock"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! Keyset pagination, newest first. Ids are time-ordered, so `id` alone orders a listing:
 //! `starting_after=X` returns older objects than X, `ending_before=X` newer ones.
+//!
+//! Each store module names its own table, columns and filter columns ([`Listing`]); callers
+//! above the store pass a [`PageQuery`] and that module's typed filter, never SQL.
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Cursor {
     #[default]
     None,
@@ -11,7 +14,7 @@ pub enum Cursor {
     EndingBefore(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageQuery {
     pub limit: i64,
     pub cursor: Cursor,
@@ -32,33 +35,49 @@ impl<T> Page<T> {
     }
 }
 
-/// An equality filter on a listing: (column, value).
-pub type Filter<'a> = (&'static str, &'a str);
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The cursor names no object of this tenant's listing (one from another tenant does not).
+    #[error("no such object: {0}")]
+    UnknownCursor(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
 
-impl PageQuery {
-    /// One page of `table` for `tenant`, filtered by equality on `filters`. Fetches one row more
-    /// than asked to learn whether there is more.
-    #[tracing::instrument(target = "otel", level = "debug", name = "db page.fetch", skip_all, fields(otel.kind = "client"))]
+/// What one store module lists: its table and the columns its rows are read from.
+pub(super) struct Listing {
+    pub table: &'static str,
+    pub columns: &'static str,
+}
+
+impl Listing {
+    /// One page of the tenant's rows that match `filters` (column = value). The cursor is checked
+    /// first; then one row more than asked is fetched to learn whether there is more.
+    #[tracing::instrument(target = "otel", level = "debug", name = "db page.fetch", skip_all, fields(otel.kind = "client", db.table = self.table))]
     pub async fn fetch<T>(
         &self,
         conn: &mut AnyConnection,
-        table: &'static str,
-        columns: &'static str,
         tenant: &str,
-        filters: &[Filter<'_>],
+        page: &PageQuery,
+        filters: &[(&'static str, &str)],
         map: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Page<T>, sqlx::Error> {
-        let mut sql = format!("SELECT {columns} FROM {table} WHERE tenant_id = $1");
+    ) -> Result<Page<T>, PageError> {
+        let (cursor, newer) = match &page.cursor {
+            Cursor::None => (None, false),
+            Cursor::StartingAfter(id) => (Some(id), false),
+            Cursor::EndingBefore(id) => (Some(id), true),
+        };
+        if let Some(id) = cursor
+            && !self.exists(conn, tenant, id).await?
+        {
+            return Err(PageError::UnknownCursor(id.clone()));
+        }
+        let mut sql = format!("SELECT {} FROM {} WHERE tenant_id = $1", self.columns, self.table);
         let mut n = 1;
         for (column, _) in filters {
             n += 1;
             sql.push_str(&format!(" AND {column} = ${n}"));
         }
-        let (cursor, newer) = match &self.cursor {
-            Cursor::None => (None, false),
-            Cursor::StartingAfter(id) => (Some(id), false),
-            Cursor::EndingBefore(id) => (Some(id), true),
-        };
         if cursor.is_some() {
             n += 1;
             sql.push_str(&format!(" AND id {} ${n}", if newer { ">" } else { "<" }));
@@ -76,11 +95,11 @@ impl PageQuery {
         if let Some(id) = cursor {
             query = query.bind(id);
         }
-        let rows = query.bind(self.limit + 1).fetch_all(conn).await?;
-        let has_more = rows.len() as i64 > self.limit;
+        let rows = query.bind(page.limit + 1).fetch_all(conn).await?;
+        let has_more = rows.len() as i64 > page.limit;
         let mut data = rows
             .iter()
-            .take(self.limit as usize)
+            .take(page.limit as usize)
             .map(map)
             .collect::<Result<Vec<_>, _>>()?;
         if newer {
@@ -88,17 +107,21 @@ impl PageQuery {
         }
         Ok(Page { data, has_more })
     }
+
+    async fn exists(&self, conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<bool, sqlx::Error> {
+        let sql = AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {} WHERE tenant_id = $1 AND id = $2",
+            self.table
+        ));
+        let n: i64 = sqlx::query_scalar(sql).bind(tenant).bind(id).fetch_one(conn).await?;
+        Ok(n > 0)
+    }
 }
 
-/// Whether `id` exists in `table` for `tenant` (a cursor from another tenant does not).
-#[tracing::instrument(target = "otel", level = "debug", name = "db page.exists", skip_all, fields(otel.kind = "client"))]
-pub async fn exists(
-    conn: &mut AnyConnection,
-    table: &'static str,
-    tenant: &str,
-    id: &str,
-) -> Result<bool, sqlx::Error> {
-    let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND id = $2"));
-    let n: i64 = sqlx::query_scalar(sql).bind(tenant).bind(id).fetch_one(conn).await?;
-    Ok(n > 0)
+/// The filters that are set, as (column, value): a typed filter's `Option`s, in order.
+pub(super) fn set<'a, const N: usize>(filters: [(&'static str, Option<&'a str>); N]) -> Vec<(&'static str, &'a str)> {
+    filters
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value?)))
+        .collect()
 }

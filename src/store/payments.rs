@@ -1,44 +1,28 @@
-//! Payments against invoices, and refunds of payments.
+//! Payments against invoices, and refunds of payments, read straight into the public objects.
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::Backend;
-use super::page::{Filter, Page, PageQuery};
+use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
-use crate::domain::metadata::Metadata;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PaymentRow {
-    pub id: String,
-    pub invoice_id: String,
-    pub customer_id: String,
-    pub amount: i64,
-    pub currency: String,
-    pub amount_refunded: i64,
-    pub reference: Option<String>,
-    pub metadata: Metadata,
-    pub created: i64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RefundRow {
-    pub id: String,
-    pub payment_id: String,
-    pub invoice_id: String,
-    pub amount: i64,
-    pub currency: String,
-    pub reason: Option<String>,
-    pub metadata: Metadata,
-    pub created: i64,
-}
+use crate::objects::{Payment, Refund};
 
 const PAYMENT_COLUMNS: &str =
     "id, invoice_id, customer_id, amount, currency, amount_refunded, reference, metadata, created";
 const REFUND_COLUMNS: &str = "id, payment_id, invoice_id, amount, currency, reason, metadata, created";
+const PAYMENTS: Listing = Listing {
+    table: "payments",
+    columns: PAYMENT_COLUMNS,
+};
+const REFUNDS: Listing = Listing {
+    table: "refunds",
+    columns: REFUND_COLUMNS,
+};
 
-fn payment_from_row(row: &AnyRow) -> Result<PaymentRow, sqlx::Error> {
-    Ok(PaymentRow {
+fn payment_from_row(row: &AnyRow) -> Result<Payment, sqlx::Error> {
+    Ok(Payment {
         id: get(row, "id")?,
+        object: Payment::OBJECT,
         invoice_id: get(row, "invoice_id")?,
         customer_id: get(row, "customer_id")?,
         amount: get(row, "amount")?,
@@ -50,9 +34,10 @@ fn payment_from_row(row: &AnyRow) -> Result<PaymentRow, sqlx::Error> {
     })
 }
 
-fn refund_from_row(row: &AnyRow) -> Result<RefundRow, sqlx::Error> {
-    Ok(RefundRow {
+fn refund_from_row(row: &AnyRow) -> Result<Refund, sqlx::Error> {
+    Ok(Refund {
         id: get(row, "id")?,
+        object: Refund::OBJECT,
         payment_id: get(row, "payment_id")?,
         invoice_id: get(row, "invoice_id")?,
         amount: get(row, "amount")?,
@@ -66,7 +51,7 @@ fn refund_from_row(row: &AnyRow) -> Result<RefundRow, sqlx::Error> {
 /// Inserts a payment unless its reference is already used by another payment of the tenant;
 /// returns whether it was inserted. A duplicate leaves the transaction usable.
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.insert", skip_all, fields(otel.kind = "client"))]
-pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &PaymentRow) -> Result<bool, sqlx::Error> {
+pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &Payment) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "INSERT INTO payments (id, tenant_id, invoice_id, customer_id, amount, currency, reference, metadata, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, reference) DO NOTHING",
@@ -86,33 +71,26 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, p: &PaymentRow) -> R
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.find", skip_all, fields(otel.kind = "client"))]
-pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<PaymentRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"
-    ));
-    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(payment_from_row).transpose()
+pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<Payment>, sqlx::Error> {
+    select(conn, tenant, id, "").await
 }
 
-/// Reads a payment to refund it, holding its row on PostgreSQL (see `invoices::find_for_update`).
+/// Reads a payment to refund it, holding its row until the transaction ends.
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.find_for_update", skip_all, fields(otel.kind = "client"))]
 pub async fn find_for_update(
     conn: &mut AnyConnection,
     backend: Backend,
     tenant: &str,
     id: &str,
-) -> Result<Option<PaymentRow>, sqlx::Error> {
-    let sql = match backend {
-        Backend::Postgres => {
-            format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
-        }
-        Backend::Sqlite => format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2"),
-    };
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+) -> Result<Option<Payment>, sqlx::Error> {
+    select(conn, tenant, id, backend.for_update()).await
+}
+
+async fn select(conn: &mut AnyConnection, tenant: &str, id: &str, lock: &str) -> Result<Option<Payment>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2{lock}"
+    ));
+    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(payment_from_row).transpose()
 }
 
@@ -132,19 +110,25 @@ pub async fn add_refunded(
     Ok(())
 }
 
+/// Which payments a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub invoice: Option<String>,
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.list", skip_all, fields(otel.kind = "client"))]
 pub async fn list(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<PaymentRow>, sqlx::Error> {
-    page.fetch(conn, "payments", PAYMENT_COLUMNS, tenant, filters, payment_from_row)
-        .await
+    filter: &Filter,
+) -> Result<Page<Payment>, PageError> {
+    let filters = page::set([("invoice_id", filter.invoice.as_deref())]);
+    PAYMENTS.fetch(conn, tenant, page, &filters, payment_from_row).await
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.insert_refund", skip_all, fields(otel.kind = "client"))]
-pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow) -> Result<(), sqlx::Error> {
+pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &Refund) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refunds (id, tenant_id, payment_id, invoice_id, amount, currency, reason, metadata, created) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -164,7 +148,7 @@ pub async fn insert_refund(conn: &mut AnyConnection, tenant: &str, r: &RefundRow
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.find_refund", skip_all, fields(otel.kind = "client"))]
-pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<RefundRow>, sqlx::Error> {
+pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<Refund>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {REFUND_COLUMNS} FROM refunds WHERE tenant_id = $1 AND id = $2"
     ));
@@ -172,13 +156,19 @@ pub async fn find_refund(conn: &mut AnyConnection, tenant: &str, id: &str) -> Re
     row.as_ref().map(refund_from_row).transpose()
 }
 
+/// Which refunds a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct RefundFilter {
+    pub payment: Option<String>,
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db payments.list_refunds", skip_all, fields(otel.kind = "client"))]
 pub async fn list_refunds(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<RefundRow>, sqlx::Error> {
-    page.fetch(conn, "refunds", REFUND_COLUMNS, tenant, filters, refund_from_row)
-        .await
+    filter: &RefundFilter,
+) -> Result<Page<Refund>, PageError> {
+    let filters = page::set([("payment_id", filter.payment.as_deref())]);
+    REFUNDS.fetch(conn, tenant, page, &filters, refund_from_row).await
 }

@@ -3,8 +3,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use super::Backend;
-use super::page::{Filter, Page, PageQuery};
+use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::get;
+use crate::objects::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointRow {
@@ -26,6 +27,28 @@ pub struct EndpointRow {
 
 const ENDPOINT_COLUMNS: &str = "id, url, description, enabled_events, status, disabled_reason, secret, previous_secret, \
      previous_secret_expires, consecutive_failures, breaker_open_until, failing_since, created";
+const ENDPOINTS: Listing = Listing {
+    table: "webhook_endpoints",
+    columns: ENDPOINT_COLUMNS,
+};
+
+impl From<EndpointRow> for WebhookEndpoint {
+    /// The endpoint as the API shows it: its secrets and breaker state stay inside.
+    fn from(e: EndpointRow) -> Self {
+        WebhookEndpoint {
+            id: e.id,
+            object: "webhook_endpoint",
+            url: e.url,
+            description: e.description,
+            enabled_events: e.enabled_events,
+            status: e.status,
+            disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
+            created: e.created,
+            secret: None,
+        }
+    }
+}
 
 fn events_of(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -91,16 +114,8 @@ pub async fn list_endpoints(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-) -> Result<Page<EndpointRow>, sqlx::Error> {
-    page.fetch(
-        conn,
-        "webhook_endpoints",
-        ENDPOINT_COLUMNS,
-        tenant,
-        &[],
-        endpoint_from_row,
-    )
-    .await
+) -> Result<Page<EndpointRow>, PageError> {
+    ENDPOINTS.fetch(conn, tenant, page, &[], endpoint_from_row).await
 }
 
 /// Saves the editable fields, the secrets and the health state.
@@ -203,6 +218,27 @@ pub struct DeliveryRow {
 
 const DELIVERY_COLUMNS: &str =
     "id, endpoint_id, event_id, status, attempts, next_attempt_at, last_status, last_error, created, updated";
+const DELIVERIES: Listing = Listing {
+    table: "webhook_deliveries",
+    columns: DELIVERY_COLUMNS,
+};
+
+impl From<DeliveryRow> for WebhookDelivery {
+    fn from(d: DeliveryRow) -> Self {
+        WebhookDelivery {
+            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
+            id: d.id,
+            object: "webhook_delivery",
+            endpoint: d.endpoint_id,
+            event: d.event_id,
+            status: d.status,
+            attempts: d.attempts,
+            last_status_code: d.last_status,
+            last_error: d.last_error,
+            created: d.created,
+        }
+    }
+}
 
 fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRow, sqlx::Error> {
     Ok(DeliveryRow {
@@ -262,22 +298,27 @@ pub async fn find_delivery(
     row.as_ref().map(delivery_from_row).transpose()
 }
 
+/// Which deliveries a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub endpoint: Option<String>,
+    pub event: Option<String>,
+    pub status: Option<String>,
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.list_deliveries", skip_all, fields(otel.kind = "client"))]
 pub async fn list_deliveries(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<DeliveryRow>, sqlx::Error> {
-    page.fetch(
-        conn,
-        "webhook_deliveries",
-        DELIVERY_COLUMNS,
-        tenant,
-        filters,
-        delivery_from_row,
-    )
-    .await
+    filter: &DeliveryFilter,
+) -> Result<Page<DeliveryRow>, PageError> {
+    let filters = page::set([
+        ("endpoint_id", filter.endpoint.as_deref()),
+        ("event_id", filter.event.as_deref()),
+        ("status", filter.status.as_deref()),
+    ]);
+    DELIVERIES.fetch(conn, tenant, page, &filters, delivery_from_row).await
 }
 
 /// Makes a delivery due now, whatever its state (a manual retry).
@@ -340,10 +381,7 @@ pub async fn due(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE OF d SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = backend.claim_rows_of("d");
     let sql = AssertSqlSafe(format!(
         "SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.attempts, e.url, e.secret, e.previous_secret, \
          e.previous_secret_expires, e.consecutive_failures, ev.type, ev.data, ev.created \
@@ -466,25 +504,17 @@ pub async fn set_endpoint_health(
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRow {
-    pub id: String,
-    pub delivery_id: String,
-    pub endpoint_id: String,
-    pub event_id: String,
-    pub attempted_at: i64,
-    pub status_code: Option<i64>,
-    pub latency_ms: i64,
-    pub error: Option<String>,
-    pub response_excerpt: Option<String>,
-}
-
 const ATTEMPT_COLUMNS: &str =
     "id, delivery_id, endpoint_id, event_id, attempted_at, status_code, latency_ms, error, response_excerpt";
+const ATTEMPTS: Listing = Listing {
+    table: "webhook_attempts",
+    columns: ATTEMPT_COLUMNS,
+};
 
-fn attempt_from_row(row: &AnyRow) -> Result<AttemptRow, sqlx::Error> {
-    Ok(AttemptRow {
+fn attempt_from_row(row: &AnyRow) -> Result<WebhookAttempt, sqlx::Error> {
+    Ok(WebhookAttempt {
         id: get(row, "id")?,
+        object: WebhookAttempt::OBJECT,
         delivery_id: get(row, "delivery_id")?,
         endpoint_id: get(row, "endpoint_id")?,
         event_id: get(row, "event_id")?,
@@ -497,7 +527,7 @@ fn attempt_from_row(row: &AnyRow) -> Result<AttemptRow, sqlx::Error> {
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.insert_attempt", skip_all, fields(otel.kind = "client"))]
-pub async fn insert_attempt(conn: &mut AnyConnection, tenant: &str, a: &AttemptRow) -> Result<(), sqlx::Error> {
+pub async fn insert_attempt(conn: &mut AnyConnection, tenant: &str, a: &WebhookAttempt) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO webhook_attempts (id, tenant_id, delivery_id, endpoint_id, event_id, attempted_at, status_code, \
          latency_ms, error, response_excerpt, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $6)",
@@ -517,20 +547,15 @@ pub async fn insert_attempt(conn: &mut AnyConnection, tenant: &str, a: &AttemptR
     Ok(())
 }
 
+/// An endpoint's attempt log, newest first.
 #[tracing::instrument(target = "otel", level = "debug", name = "db webhooks.list_attempts", skip_all, fields(otel.kind = "client"))]
 pub async fn list_attempts(
     conn: &mut AnyConnection,
     tenant: &str,
     page: &PageQuery,
-    filters: &[Filter<'_>],
-) -> Result<Page<AttemptRow>, sqlx::Error> {
-    page.fetch(
-        conn,
-        "webhook_attempts",
-        ATTEMPT_COLUMNS,
-        tenant,
-        filters,
-        attempt_from_row,
-    )
-    .await
+    endpoint_id: &str,
+) -> Result<Page<WebhookAttempt>, PageError> {
+    ATTEMPTS
+        .fetch(conn, tenant, page, &[("endpoint_id", endpoint_id)], attempt_from_row)
+        .await
 }

@@ -14,9 +14,11 @@ use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 
 use super::{Webhooks, signature};
-use crate::billing::events;
+use crate::clock;
 use crate::domain::ids::{Kind, new_id};
-use crate::store::webhooks::{self as store, AttemptRow, Claimed, DeliveryUpdate};
+use crate::objects::{WebhookAttempt, WebhookEndpoint};
+use crate::operation;
+use crate::store::webhooks::{self as store, Claimed, DeliveryUpdate};
 use crate::store::{Store, describe_error};
 use crate::telemetry::{OTEL_TARGET, metrics};
 
@@ -70,7 +72,7 @@ impl Dispatcher {
             if idle {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = super::WAKE.notified() => {}
+                    _ = operation::deliveries_queued() => {}
                     _ = tokio::time::sleep(this.hooks.config.poll_interval) => {}
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 }
@@ -103,8 +105,8 @@ impl Dispatcher {
     async fn claim(&self, limit: usize) -> Vec<Claimed> {
         let result = async {
             let backend = self.store.backend();
-            let mut tx = self.store.begin(backend.begin_write_sql()).await?;
-            let now = crate::billing::now();
+            let mut tx = self.store.begin_write().await?;
+            let now = clock::now();
             let lease_until = now + self.hooks.config.lease.as_secs() as i64;
             let rows = store::due(&mut tx, backend, now, limit as i64).await?;
             let threshold = i64::from(self.hooks.config.breaker_threshold);
@@ -153,7 +155,7 @@ impl Dispatcher {
             http.response.status_code = tracing::field::Empty,
         );
         let started = Instant::now();
-        let attempted_at = crate::billing::now();
+        let attempted_at = clock::now();
         let outcome = self.send(&delivery).instrument(span.clone()).await;
         if let Outcome::Response { status, .. } = &outcome {
             span.record("http.response.status_code", status);
@@ -180,7 +182,7 @@ impl Dispatcher {
             Ok(url) => url,
             Err(why) => return Outcome::Refused(format!("destination not allowed: the URL {why}")),
         };
-        let now = crate::billing::now();
+        let now = clock::now();
         let mut secrets = Vec::new();
         for stored in [
             Some(&d.secret),
@@ -252,15 +254,14 @@ impl Dispatcher {
         latency_ms: i64,
     ) -> Result<(), sqlx::Error> {
         let c = &self.hooks.config;
-        let now = crate::billing::now();
+        let now = clock::now();
         let attempts = d.attempts + 1;
         let success = outcome.is_success();
         metrics::webhook_attempt(outcome.label());
         if attempts > 1 {
             metrics::count(metrics::WEBHOOK_RETRIES);
         }
-        let backend = self.store.backend();
-        let mut tx = self.store.begin(backend.begin_write_sql()).await?;
+        let mut tx = self.store.begin_write().await?;
         let (status_code, error, excerpt) = match outcome {
             Outcome::Response { status, excerpt } => (
                 Some(i64::from(*status)),
@@ -272,8 +273,9 @@ impl Dispatcher {
         store::insert_attempt(
             &mut tx,
             &d.tenant,
-            &AttemptRow {
+            &WebhookAttempt {
                 id: new_id(Kind::WebhookAttempt),
+                object: WebhookAttempt::OBJECT,
                 delivery_id: d.id.clone(),
                 endpoint_id: d.endpoint_id.clone(),
                 event_id: d.event_id.clone(),
@@ -333,8 +335,8 @@ impl Dispatcher {
                 endpoint.breaker_open_until = open_until;
                 endpoint.failing_since = Some(failing_since);
                 store::update_endpoint(&mut tx, &d.tenant, &endpoint).await?;
-                let snapshot = crate::api::objects::WebhookEndpoint::from(endpoint.clone());
-                events::emit_for(&mut tx, &d.tenant, now, "webhook_endpoint.disabled", &snapshot).await?;
+                let snapshot = WebhookEndpoint::from(endpoint.clone());
+                operation::emit_for(&mut tx, &d.tenant, now, "webhook_endpoint.disabled", &snapshot).await?;
                 tracing::warn!(endpoint = %endpoint.id, "webhook endpoint disabled after failing continuously");
             }
         }

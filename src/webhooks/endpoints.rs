@@ -1,12 +1,14 @@
 //! Operations on webhook endpoints, deliveries and events that run in the caller's write
-//! transaction (like the billing operations: refuse before the first write, or succeed).
+//! transaction (like the billing operations: refuse before the first write, or succeed), and the
+//! reads beside them.
 use sqlx::AnyConnection;
 
 use super::secrets::{self, Cipher};
-use crate::api::objects::{WebhookDelivery, WebhookEndpoint};
-use crate::billing::{BillingError, Ctx, Result};
 use crate::domain::ids::{Kind, new_id};
-use crate::store::webhooks::{self as store, EndpointRow};
+use crate::objects::{Deleted, WebhookAttempt, WebhookDelivery, WebhookEndpoint};
+use crate::operation::{Ctx, Error, Result};
+use crate::store::page::{Page, PageQuery};
+use crate::store::webhooks::{self as store, DeliveryFilter, EndpointRow};
 use crate::store::{events, tenants};
 
 #[derive(Debug, Clone)]
@@ -24,14 +26,17 @@ pub struct EndpointUpdate {
     pub disabled: Option<bool>,
 }
 
-fn no_randomness(e: String) -> BillingError {
-    BillingError::Db(sqlx::Error::Protocol(e))
+async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<EndpointRow> {
+    store::find_endpoint(conn, tenant, id)
+        .await?
+        .ok_or(Error::NotFound("webhook endpoint"))
 }
 
-async fn get(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<EndpointRow> {
-    store::find_endpoint(conn, &ctx.tenant, id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook endpoint"))
+/// A new signing secret, and the form it is stored in.
+fn new_secret(cipher: &Cipher) -> Result<(String, String)> {
+    let secret = secrets::generate().map_err(Error::NoRandomness)?;
+    let sealed = cipher.encrypt(&secret).map_err(Error::NoRandomness)?;
+    Ok((secret, sealed))
 }
 
 /// Creates an endpoint; its signing secret is in the answer, and only there.
@@ -41,7 +46,7 @@ pub async fn create(
     cipher: &Cipher,
     input: NewEndpoint,
 ) -> Result<WebhookEndpoint> {
-    let secret = secrets::generate().map_err(no_randomness)?;
+    let (secret, sealed) = new_secret(cipher)?;
     let row = EndpointRow {
         id: new_id(Kind::WebhookEndpoint),
         url: input.url,
@@ -49,7 +54,7 @@ pub async fn create(
         enabled_events: input.enabled_events,
         status: "enabled".into(),
         disabled_reason: None,
-        secret: cipher.encrypt(&secret).map_err(no_randomness)?,
+        secret: sealed,
         previous_secret: None,
         previous_secret_expires: None,
         consecutive_failures: 0,
@@ -60,13 +65,14 @@ pub async fn create(
     tenants::ensure(conn, &ctx.tenant, ctx.now).await?;
     store::insert_endpoint(conn, &ctx.tenant, &row).await?;
     ctx.audit(conn, "webhook_endpoint.created", &row.id).await?;
-    let mut object = WebhookEndpoint::from(row);
-    object.secret = Some(secret);
-    Ok(object)
+    Ok(WebhookEndpoint {
+        secret: Some(secret),
+        ..row.into()
+    })
 }
 
 pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: EndpointUpdate) -> Result<WebhookEndpoint> {
-    let mut row = get(conn, ctx, id).await?;
+    let mut row = find(conn, &ctx.tenant, id).await?;
     if let Some(url) = input.url {
         row.url = url;
     }
@@ -93,7 +99,7 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Endpoi
     }
     store::update_endpoint(conn, &ctx.tenant, &row).await?;
     ctx.audit(conn, "webhook_endpoint.updated", id).await?;
-    Ok(WebhookEndpoint::from(row))
+    Ok(row.into())
 }
 
 /// A new secret signs from now on; the previous one keeps signing too until `overlap` ends, so
@@ -105,62 +111,85 @@ pub async fn rotate_secret(
     id: &str,
     overlap: std::time::Duration,
 ) -> Result<WebhookEndpoint> {
-    let mut row = get(conn, ctx, id).await?;
-    let secret = secrets::generate().map_err(no_randomness)?;
-    let fresh = cipher.encrypt(&secret).map_err(no_randomness)?;
-    row.previous_secret = Some(std::mem::replace(&mut row.secret, fresh));
+    let mut row = find(conn, &ctx.tenant, id).await?;
+    let (secret, sealed) = new_secret(cipher)?;
+    row.previous_secret = Some(std::mem::replace(&mut row.secret, sealed));
     row.previous_secret_expires = Some(ctx.now + overlap.as_secs() as i64);
     store::update_endpoint(conn, &ctx.tenant, &row).await?;
     ctx.audit(conn, "webhook_endpoint.secret_rotated", id).await?;
-    let mut object = WebhookEndpoint::from(row);
-    object.secret = Some(secret);
-    Ok(object)
+    Ok(WebhookEndpoint {
+        secret: Some(secret),
+        ..row.into()
+    })
 }
 
-pub async fn delete(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<serde_json::Value> {
-    get(conn, ctx, id).await?;
+pub async fn delete(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Deleted> {
+    find(conn, &ctx.tenant, id).await?;
     store::delete_endpoint(conn, &ctx.tenant, id).await?;
     ctx.audit(conn, "webhook_endpoint.deleted", id).await?;
-    Ok(serde_json::json!({"id": id, "object": "webhook_endpoint", "deleted": true}))
+    Ok(Deleted::new("webhook_endpoint", id))
 }
 
 /// Sends a delivery again now, whatever became of it.
 pub async fn retry(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<WebhookDelivery> {
-    store::find_delivery(conn, &ctx.tenant, id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook delivery"))?;
+    get_delivery(conn, &ctx.tenant, id).await?;
     store::retry_delivery(conn, &ctx.tenant, id, ctx.now).await?;
     ctx.audit(conn, "webhook_delivery.retried", id).await?;
-    let delivery = store::find_delivery(conn, &ctx.tenant, id)
-        .await?
-        .ok_or(BillingError::NotFound("webhook delivery"))?;
-    Ok(WebhookDelivery::from(delivery))
+    ctx.queued_deliveries();
+    get_delivery(conn, &ctx.tenant, id).await
 }
 
 /// Queues an event once more for one endpoint (a new delivery, same `webhook-id`).
 pub async fn resend(conn: &mut AnyConnection, ctx: &Ctx, event_id: &str, endpoint_id: &str) -> Result<WebhookDelivery> {
     events::find(conn, &ctx.tenant, event_id)
         .await?
-        .ok_or(BillingError::NotFound("event"))?;
+        .ok_or(Error::NotFound("event"))?;
     if store::find_endpoint(conn, &ctx.tenant, endpoint_id).await?.is_none() {
-        return Err(BillingError::invalid(
-            "endpoint",
-            "invalid_id",
-            "no such webhook endpoint",
-        ));
+        return Err(Error::invalid("endpoint", "invalid_id", "no such webhook endpoint"));
     }
     let id = new_id(Kind::WebhookDelivery);
-    store::insert_deliveries(
-        conn,
-        &ctx.tenant,
-        event_id,
-        &[(id.clone(), endpoint_id.to_owned())],
-        ctx.now,
-    )
-    .await?;
+    let delivery = [(id.clone(), endpoint_id.to_owned())];
+    store::insert_deliveries(conn, &ctx.tenant, event_id, &delivery, ctx.now).await?;
     ctx.audit(conn, "event.resent", event_id).await?;
-    let delivery = store::find_delivery(conn, &ctx.tenant, &id)
+    ctx.queued_deliveries();
+    get_delivery(conn, &ctx.tenant, &id).await
+}
+
+pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<WebhookEndpoint> {
+    Ok(find(conn, tenant, id).await?.into())
+}
+
+pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<WebhookEndpoint>> {
+    Ok(store::list_endpoints(conn, tenant, page)
         .await?
-        .ok_or(BillingError::NotFound("webhook delivery"))?;
-    Ok(WebhookDelivery::from(delivery))
+        .map(WebhookEndpoint::from))
+}
+
+/// An endpoint's attempt log (404 for an endpoint of another tenant).
+pub async fn attempts(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    endpoint_id: &str,
+    page: &PageQuery,
+) -> Result<Page<WebhookAttempt>> {
+    find(conn, tenant, endpoint_id).await?;
+    Ok(store::list_attempts(conn, tenant, page, endpoint_id).await?)
+}
+
+pub async fn get_delivery(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<WebhookDelivery> {
+    let row = store::find_delivery(conn, tenant, id)
+        .await?
+        .ok_or(Error::NotFound("webhook delivery"))?;
+    Ok(row.into())
+}
+
+pub async fn list_deliveries(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    page: &PageQuery,
+    filter: &DeliveryFilter,
+) -> Result<Page<WebhookDelivery>> {
+    Ok(store::list_deliveries(conn, tenant, page, filter)
+        .await?
+        .map(WebhookDelivery::from))
 }

@@ -8,18 +8,8 @@ pub mod signature;
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
-use tokio::sync::Notify;
-
 use crate::config::WebhookConfig;
-
-/// Wakes the dispatcher after a commit that queued deliveries, so they go out at once instead
-/// of at the next poll.
-static WAKE: Notify = Notify::const_new();
-
-pub fn wake() {
-    WAKE.notify_one();
-}
+use crate::config::net::parse_network;
 
 /// What the API and the dispatcher share: the settings, the cipher (when a key is configured)
 /// and the destination policy.
@@ -32,13 +22,13 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(config: &WebhookConfig) -> Arc<Self> {
-        let key = |k: &Option<secrecy::SecretString>| k.as_ref().and_then(|k| secrets::parse_key(k.expose_secret()));
-        let cipher = key(&config.encryption_key)
-            .map(|current| secrets::Cipher::new(current, key(&config.previous_encryption_key)));
+        let cipher = config
+            .encryption_keys()
+            .map(|(current, previous)| secrets::Cipher::new(current, previous));
         let allowed = config
             .allowed_networks
             .iter()
-            .filter_map(|n| crate::http::client_ip::parse_network(n))
+            .filter_map(|n| parse_network(n))
             .collect();
         Arc::new(Webhooks {
             config: config.clone(),

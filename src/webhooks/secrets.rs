@@ -10,11 +10,6 @@ use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "whsec_";
 
-/// A 32-byte key given in base64.
-pub fn parse_key(text: &str) -> Option<[u8; 32]> {
-    STANDARD.decode(text.trim()).ok()?.try_into().ok()
-}
-
 struct Key {
     id: String,
     cipher: XChaCha20Poly1305,
@@ -129,6 +124,7 @@ mod tests {
         assert!(s.starts_with(PREFIX));
         assert_eq!(STANDARD.decode(&s[PREFIX.len()..]).unwrap().len(), 24);
         assert_ne!(s, generate().unwrap());
+        let parse_key = crate::config::parse_key;
         assert_eq!(parse_key(&STANDARD.encode([7u8; 32])), Some([7u8; 32]));
         assert_eq!(parse_key("c2hvcnQ="), None);
     }

@@ -163,7 +163,7 @@ async fn keys_expire_and_are_purged(backend: Backend) {
     for _ in 0..40 {
         let mut conn = app.store.pool().acquire().await.unwrap();
         remaining = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE created < $1")
-            .bind(billing_api::billing::now() - 1)
+            .bind(billing_api::clock::now() - 1)
             .fetch_one(&mut *conn)
             .await
             .unwrap();

@@ -2,10 +2,11 @@
 //! through the same operations the API uses; after every step the books must hold together.
 use std::collections::{BTreeMap, BTreeSet};
 
+use billing_api::billing::customers;
 use billing_api::billing::invoices::{self, LineUpdate, NewInvoice, NewLine};
 use billing_api::billing::payments::{self, NewPayment, NewRefund};
-use billing_api::billing::{BillingError, Ctx, customers};
 use billing_api::domain::money::Currency;
+use billing_api::operation::{Ctx, Error};
 use billing_api::store::{Backend, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -127,9 +128,9 @@ enum Outcome {
 }
 
 /// Applies one operation in its own transaction; `Err` only for database failures.
-async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Outcome, BillingError> {
+async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Outcome, Error> {
     let mut tx = store.pool().begin_with(store.backend().begin_write_sql()).await?;
-    let result: Result<(), BillingError> = async {
+    let result: Result<(), Error> = async {
         let new_line = |(quantity, unit_amount, tax_rate_bps): (i64, i64, Option<i64>)| NewLine {
             description: "x".into(),
             quantity,
@@ -152,7 +153,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
             }
             Op::Draft { customer, lines } => {
                 let Some((customer_id, _)) = pick(&h.customers, *customer) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 let input = NewInvoice {
                     customer_id,
@@ -162,11 +163,11 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                     metadata: Default::default(),
                 };
                 let inv = invoices::create(&mut tx, ctx, input).await?;
-                h.invoices.push(inv.invoice.id);
+                h.invoices.push(inv.id);
             }
             Op::AddLine { invoice, line } => {
                 let Some(id) = pick(&h.invoices, *invoice) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 invoices::add_line(&mut tx, ctx, &id, new_line(*line)).await?;
             }
@@ -176,11 +177,11 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                 quantity,
             } => {
                 let Some(id) = pick(&h.invoices, *invoice) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 let lines = billing_api::store::invoices::lines(&mut tx, &ctx.tenant, &id).await?;
                 let Some(l) = pick(&lines, *line) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 invoices::update_line(
                     &mut tx,
@@ -196,17 +197,17 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
             }
             Op::DeleteLine { invoice, line } => {
                 let Some(id) = pick(&h.invoices, *invoice) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 let lines = billing_api::store::invoices::lines(&mut tx, &ctx.tenant, &id).await?;
                 let Some(l) = pick(&lines, *line) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 invoices::delete_line(&mut tx, ctx, &id, &l.id).await?;
             }
             Op::Finalize(i) | Op::Void(i) | Op::Uncollectible(i) | Op::Delete(i) => {
                 let Some(id) = pick(&h.invoices, *i) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 match op {
                     Op::Finalize(_) => drop(invoices::finalize(&mut tx, ctx, &id).await?),
@@ -221,7 +222,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                 wrong_currency,
             } => {
                 let Some(id) = pick(&h.invoices, *invoice) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 let inv = billing_api::store::invoices::find(&mut tx, &ctx.tenant, &id).await?;
                 let code = match (&inv, wrong_currency) {
@@ -229,7 +230,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                     (Some(inv), false) => inv.currency.clone(),
                     (None, _) => "usd".to_owned(),
                 };
-                let currency = Currency::parse(&code).ok_or(BillingError::NotFound("currency"))?;
+                let currency = Currency::parse(&code).ok_or(Error::NotFound("currency"))?;
                 let remaining = inv.as_ref().map_or(0, |i| i.total - i.amount_paid);
                 let amount = quarters(remaining, *part);
                 let p = payments::record(
@@ -248,7 +249,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
             }
             Op::Refund { payment, part } => {
                 let Some(id) = pick(&h.payments, *payment) else {
-                    return Err(BillingError::NotFound(SKIPPED));
+                    return Err(Error::NotFound(SKIPPED));
                 };
                 let p = billing_api::store::payments::find(&mut tx, &ctx.tenant, &id).await?;
                 let refundable = p.map_or(0, |p| p.amount - p.amount_refunded);
@@ -274,10 +275,10 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
             tx.commit().await?;
             Ok(Outcome::Applied)
         }
-        Err(BillingError::Db(e)) => Err(BillingError::Db(e)),
+        Err(Error::Db(e)) => Err(Error::Db(e)),
         Err(refusal) => {
             tx.rollback().await?;
-            Ok(if matches!(refusal, BillingError::NotFound(SKIPPED)) {
+            Ok(if matches!(refusal, Error::NotFound(SKIPPED)) {
                 Outcome::Skipped
             } else {
                 Outcome::Refused
@@ -429,13 +430,13 @@ async fn run_properties(backend: Backend, cases: u32) {
     let result = tokio::task::block_in_place(|| {
         runner.run(&prop::collection::vec(op(), 1..60), |ops| {
             let case = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let ctx = Ctx {
+            let ctx = Ctx::new(
                 backend,
-                tenant: format!("prop-{case}"),
-                actor: "test".into(),
-                request_id: "test".into(),
-                now: billing_api::billing::now(),
-            };
+                format!("prop-{case}"),
+                "test".into(),
+                "test".into(),
+                billing_api::clock::now(),
+            );
             runtime.block_on(async {
                 let mut handles = Handles::default();
                 for (step, op) in ops.iter().enumerate() {

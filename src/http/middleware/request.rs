@@ -27,20 +27,16 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::api::extract::RequestId;
+use crate::api::problem::{self, Problem};
+use crate::http::client_ip::TrustedProxies;
 use crate::telemetry::context::{self, RequestFields, TraceIds};
 use crate::telemetry::{OTEL_TARGET, metrics};
-
-use crate::http::client_ip::TrustedProxies;
-use crate::http::problem::{self, Problem};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The route label of requests no route matched (404s), so labels stay bounded.
 pub const UNMATCHED: &str = "unmatched";
-
-/// The id of the request being served, in the request extensions for handlers that record it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub Arc<str>);
 
 /// An incoming id is kept when it is short and plain (so it is safe to log and echo); otherwise
 /// the request gets a fresh one.

@@ -9,7 +9,7 @@ impl TestApp {
     /// A new API key for `tenant` with `scopes`.
     pub async fn key(&self, tenant: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        let generated = api_key::generate(tenant, &scopes, None, billing_api::billing::now()).unwrap();
+        let generated = api_key::generate(tenant, &scopes, None, billing_api::clock::now()).unwrap();
         let mut conn = self.store.pool().acquire().await.unwrap();
         tenants::insert_key(&mut conn, &generated.row).await.unwrap();
         generated.key

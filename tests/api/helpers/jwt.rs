@@ -56,7 +56,7 @@ impl Issuer {
 }
 
 pub fn now() -> i64 {
-    billing_api::billing::now()
+    billing_api::clock::now()
 }
 
 /// Claims a valid token carries for `tenant`.

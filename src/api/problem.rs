@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the one shape of every error this API returns.
+//! RFC 9457 problem details: the one shape of every error this API returns, and the mapping of
+//! every error the layers below return (operations, credentials, the database) onto it.
 //!
 //! A handler (or a layer) returns a [`Problem`]; it travels in the response extensions and the
 //! request layer renders it as `application/problem+json`, adding the request id. Responses the
@@ -41,7 +42,9 @@ pub const CODES: &[&str] = &[
 /// Where the `type` URIs point: the error catalogue in the repository.
 const TYPE_BASE: &str = concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/errors.md#");
 
+use crate::auth::{Failure, MissingScope};
 pub use crate::domain::FieldError;
+use crate::operation;
 
 /// A problem, boxed so that `Result<_, Problem>` stays small on the happy path.
 #[derive(Debug, Clone)]
@@ -239,6 +242,59 @@ impl From<sqlx::Error> for Problem {
                 Problem::internal()
             }
         }
+    }
+}
+
+impl From<operation::Error> for Problem {
+    fn from(e: operation::Error) -> Self {
+        use operation::Error;
+        match e {
+            Error::NotFound(what) => Problem::not_found(format!("no such {what}")),
+            Error::UnknownCursor(id) => Problem::not_found(format!("no such object: {id}")),
+            Error::Conflict { code, message } => Problem::new(StatusCode::CONFLICT, code, "Conflict", message),
+            Error::Invalid(errors) => Problem::validation(errors),
+            Error::Db(e) => Problem::from(e),
+            Error::NoRandomness(why) => {
+                tracing::error!(error = %why, "the random number source failed");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// A refused credential is 401 with a `WWW-Authenticate` challenge (RFC 6750); why it was
+/// refused is logged and counted, never told beyond "invalid".
+impl From<Failure> for Problem {
+    fn from(failure: Failure) -> Self {
+        if failure == Failure::Unavailable {
+            return Problem::database_unavailable("credentials could not be checked right now; retry shortly");
+        }
+        let (error, detail) = match failure {
+            Failure::Missing => (None, "send Authorization: Bearer <API key or token>"),
+            Failure::Expired => (Some("invalid_token"), "the token has expired"),
+            _ => (Some("invalid_token"), "the credential is not valid"),
+        };
+        let mut problem = Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unauthenticated", detail);
+        problem.www_authenticate = Some(match error {
+            Some(error) => format!("Bearer realm=\"billing-api\", error=\"{error}\""),
+            None => "Bearer realm=\"billing-api\"".to_owned(),
+        });
+        problem
+    }
+}
+
+impl From<MissingScope> for Problem {
+    fn from(MissingScope(scope): MissingScope) -> Self {
+        let mut problem = Problem::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "Insufficient Scope",
+            format!("this credential lacks the {scope} scope"),
+        );
+        problem.www_authenticate = Some(format!(
+            "Bearer realm=\"billing-api\", error=\"insufficient_scope\", scope=\"{scope}\""
+        ));
+        problem
     }
 }
 

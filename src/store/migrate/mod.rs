@@ -1,6 +1,9 @@
-//! Schema migrations, embedded in the binary from `migrations/<backend>/`.
+//! Schema migrations, embedded in the binary from `migrations/`: one source per migration,
+//! rendered for each backend by [`source`].
 //!
-//! Every migration is reversible. Running is safe from several processes at once on PostgreSQL
+//! Every migration is reversible, and a released migration is never edited: sqlx records the
+//! checksum of each one it applies and refuses a database whose applied migration changed
+//! (the test below pins them). Running is safe from several processes at once on PostgreSQL
 //! (sqlx holds an advisory lock while it applies), and a database migrated by a newer release is
 //! accepted, so an older binary can still run against it during a rollback (expand/contract).
 use std::collections::BTreeMap;
@@ -10,6 +13,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Row, SqlStr};
 
 use super::{Backend, Store};
+
+pub mod source;
 
 /// One migration as compiled in by `build.rs`.
 #[derive(Debug)]
@@ -165,14 +170,11 @@ impl Store {
     }
 
     async fn recorded_migrations(&self) -> Result<BTreeMap<i64, (String, bool)>, sqlx::Error> {
-        let exists_sql = match self.backend() {
-            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-            Backend::Postgres => {
-                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = current_schema()"
-            }
-        };
         let mut conn = self.pool().acquire().await?;
-        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&mut *conn).await?;
+        let exists: i64 = sqlx::query_scalar(self.backend().table_exists_sql())
+            .bind("_sqlx_migrations")
+            .fetch_one(&mut *conn)
+            .await?;
         if exists == 0 {
             return Ok(BTreeMap::new());
         }
@@ -188,5 +190,84 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha384};
+
+    use super::*;
+
+    /// SHA-384 (what sqlx stores) of every released migration, as each backend runs it.
+    const RELEASED: &[(Backend, i64, &str, &str)] = &[
+        (
+            Backend::Sqlite,
+            1,
+            "58828ef542c069d4b7910533319324e9067becd6537ed062b638d84af7b5890296ac0460db474e566f07a611041794b1",
+            "c5263a07e06d1430219b2c1863d774f1a9af2154a5b6cb443507f6526fae9e20ee524e5a2622c1c487842de53b78a28d",
+        ),
+        (
+            Backend::Sqlite,
+            2,
+            "d79b47e9a6ba5202ddae8bca80a044e7a961bfe3c6f6112b05fdaf2ff1ac7a084959a2ffa0f98c77bb5573cddaa19ea4",
+            "44d6d165f91bb4f57f9a87414724d26a30811e230559934527fad2e3d15290496537098446f0f18294ecffff42229be1",
+        ),
+        (
+            Backend::Sqlite,
+            3,
+            "8b28557f1a337eb97908bb32ad8ceb26e04b07ca0a78565772fbb96f4c8d19095348b520031faa610fcc16e3e5705738",
+            "33b9ac33fc687a807b2dc60a4480492257b1302713d19ecf6133b5e697db890e5c1829d22393101ac9bee94d74c8d17f",
+        ),
+        (
+            Backend::Postgres,
+            1,
+            "58828ef542c069d4b7910533319324e9067becd6537ed062b638d84af7b5890296ac0460db474e566f07a611041794b1",
+            "c5263a07e06d1430219b2c1863d774f1a9af2154a5b6cb443507f6526fae9e20ee524e5a2622c1c487842de53b78a28d",
+        ),
+        (
+            Backend::Postgres,
+            2,
+            "ec7b5cfe24fcb7dfe209db0b92c0e1ebcef580c37993727812b06c38ea9de8877b29b28ce1d755cf6a5c2da2a0f156d6",
+            "9b48a1dd48c1714540b61cb093951e1b20ab1eabdcb915d7b9fa0958c74d6a98be47bff4cd95750b6c43e0e496500baf",
+        ),
+        (
+            Backend::Postgres,
+            3,
+            "8b28557f1a337eb97908bb32ad8ceb26e04b07ca0a78565772fbb96f4c8d19095348b520031faa610fcc16e3e5705738",
+            "33b9ac33fc687a807b2dc60a4480492257b1302713d19ecf6133b5e697db890e5c1829d22393101ac9bee94d74c8d17f",
+        ),
+    ];
+
+    #[test]
+    fn released_migrations_are_never_edited() {
+        let hash = |sql: &str| hex::encode(Sha384::digest(sql.as_bytes()));
+        for (backend, version, up, down) in RELEASED {
+            let m = embedded(*backend)
+                .iter()
+                .find(|m| m.version == *version)
+                .unwrap_or_else(|| panic!("migration {version} is gone"));
+            assert_eq!(
+                hash(m.up),
+                *up,
+                "{} migration {version} (up) was edited",
+                backend.name()
+            );
+            assert_eq!(
+                hash(m.down),
+                *down,
+                "{} migration {version} (down) was edited",
+                backend.name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_rendered_sql_has_no_dialect_markers() {
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            for m in embedded(backend) {
+                assert!(!m.up.contains("-- dialect") && !m.down.contains("-- dialect"));
+            }
+        }
     }
 }

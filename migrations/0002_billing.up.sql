@@ -118,6 +118,12 @@ CREATE TABLE ledger_entries (
 );
 CREATE INDEX ledger_entries_by_tenant ON ledger_entries (tenant_id, id);
 CREATE INDEX ledger_entries_by_customer ON ledger_entries (tenant_id, customer_id, id);
+-- dialect sqlite
+CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries
+BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+-- dialect postgres
 CREATE FUNCTION ledger_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'ledger entries are append-only';
@@ -125,6 +131,7 @@ END;
 $$;
 CREATE TRIGGER ledger_entries_append_only BEFORE UPDATE OR DELETE ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_entries_append_only();
+-- dialect end
 
 -- What each customer owes per currency: the running sum of their receivable postings.
 CREATE TABLE customer_balances (

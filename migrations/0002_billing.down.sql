@@ -2,7 +2,9 @@ DROP TABLE audit_log;
 DROP TABLE idempotency_keys;
 DROP TABLE customer_balances;
 DROP TABLE ledger_entries;
+-- dialect postgres
 DROP FUNCTION ledger_entries_append_only();
+-- dialect end
 DROP TABLE refunds;
 DROP TABLE payments;
 DROP TABLE invoice_lines;

@@ -1,0 +1,48 @@
+//! What handlers take from a request besides its body: the caller, the request id, path ids.
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+
+use super::problem::Problem;
+use super::state::AppState;
+use crate::auth::Principal;
+use crate::domain::ids::{self, Kind};
+
+/// The id the request layer gave the request, in the request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(Arc::from(""))))
+    }
+}
+
+/// The caller: 401 (with its reason logged and counted) unless the credential is good.
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        state.auth.authenticate(&parts.headers).await.map_err(|failure| {
+            tracing::info!(reason = failure.reason(), "authentication failed");
+            crate::telemetry::metrics::auth_failure(failure.reason());
+            Problem::from(failure)
+        })
+    }
+}
+
+/// A path id of the wrong shape names nothing: 404, like a missing object.
+pub fn path_id(kind: Kind, id: String) -> Result<String, Problem> {
+    if ids::is_valid(kind, &id) {
+        Ok(id)
+    } else {
+        Err(Problem::not_found(format!("no such {}", kind.noun())))
+    }
+}

@@ -1,0 +1,43 @@
+//! What handlers share. The router clones it for every request, so it is one `Arc`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+
+use super::idempotency::Registry;
+use super::problem::Problem;
+use crate::auth::Authenticator;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+use crate::webhooks::Webhooks;
+
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Store,
+    pub shutdown: Shutdown,
+    pub health_timeout: Duration,
+    pub auth: Authenticator,
+    pub idempotency: Registry,
+    pub webhooks: Arc<Webhooks>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+
+    /// A pooled connection for reads (a fast 503 when none frees up in time).
+    pub async fn conn(&self) -> Result<PoolConnection<sqlx::Any>, Problem> {
+        Ok(self.store.acquire().await?)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}

@@ -1,0 +1,79 @@
+//! What every operation on a tenant's data shares, billing and webhooks alike: who acts, for
+//! which tenant, under which request and when ([`Ctx`]); how an operation ends when it does not
+//! succeed ([`Error`]); the audit trail; and the event outbox ([`Ctx::emit`]).
+//!
+//! Operations run inside the caller's write transaction. Rule that idempotency relies on: an
+//! operation either fails before its first write (a *refusal*: [`Error::is_refusal`]), or
+//! succeeds, or fails on the database. A refusal leaves its transaction clean, so the refusal
+//! itself can be stored and replayed; a database failure rolls everything back.
+mod error;
+mod events;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+pub use error::{Error, Result};
+pub use events::{deliveries_queued, emit_for};
+
+use crate::store::Backend;
+use crate::store::audit::{self, Actor};
+
+/// Who is acting, for which tenant, under which request, and when.
+#[derive(Debug)]
+pub struct Ctx {
+    pub backend: Backend,
+    pub tenant: String,
+    /// `key_…` for an API key, `jwt:<subject>` for a token.
+    pub actor: String,
+    pub request_id: String,
+    pub now: i64,
+    /// Whether this operation queued webhook deliveries (told to the dispatcher on commit).
+    queued: AtomicBool,
+}
+
+impl Ctx {
+    pub fn new(backend: Backend, tenant: String, actor: String, request_id: String, now: i64) -> Self {
+        Ctx {
+            backend,
+            tenant,
+            actor,
+            request_id,
+            now,
+            queued: AtomicBool::new(false),
+        }
+    }
+
+    /// Records who did `action` to `object_id`, in the operation's transaction.
+    pub async fn audit(&self, conn: &mut AnyConnection, action: &str, object_id: &str) -> Result<()> {
+        let who = Actor {
+            tenant: &self.tenant,
+            actor: &self.actor,
+            request_id: &self.request_id,
+        };
+        Ok(audit::record(conn, &who, action, object_id, self.now).await?)
+    }
+
+    /// Records the event `kind` with a snapshot of `object` (as the API shows it), and queues its
+    /// deliveries, in the operation's transaction.
+    pub async fn emit<T: Serialize>(&self, conn: &mut AnyConnection, kind: &str, object: &T) -> Result<()> {
+        if emit_for(conn, &self.tenant, self.now, kind, object).await? > 0 {
+            self.queued_deliveries();
+        }
+        Ok(())
+    }
+
+    /// Notes that this operation queued webhook deliveries (an event does so itself).
+    pub fn queued_deliveries(&self) {
+        self.queued.store(true, Ordering::Relaxed);
+    }
+
+    /// To be called once the operation's transaction has committed: what it queued is visible
+    /// now, and the dispatcher is told so rather than finding it at its next poll.
+    pub fn committed(&self) {
+        if self.queued.load(Ordering::Relaxed) {
+            events::announce();
+        }
+    }
+}

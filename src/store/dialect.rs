@@ -1,0 +1,67 @@
+//! Every place where SQLite and PostgreSQL need different SQL, named once. Everything else in the
+//! store is portable SQL run through sqlx's `Any` driver, and the migrations name their dialect
+//! blocks in `migrations/` (see `migrate::source`).
+use crate::config::{Backend, DatabaseConfig};
+
+impl Backend {
+    /// Opens a transaction that will write. SQLite takes its write lock up front so that two
+    /// writers never deadlock upgrading read locks; PostgreSQL locks rows as it goes.
+    pub fn begin_write_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Appended to a `SELECT` that reads rows to change them: PostgreSQL holds them until the
+    /// transaction ends; on SQLite the write transaction already excludes every other writer.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Appended to a `SELECT` that claims queued rows of `alias`: on PostgreSQL each claimer
+    /// skips the rows others hold, so any number of replicas claim without waiting on each other.
+    pub fn claim_rows_of(self, alias: &str) -> String {
+        match self {
+            Backend::Postgres => format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
+            Backend::Sqlite => String::new(),
+        }
+    }
+
+    /// A query that takes a transaction-scoped advisory lock on the text `$1:$2` without
+    /// waiting, answering 1 when it got it. Only PostgreSQL has them; SQLite runs in one process,
+    /// whose in-memory registry covers what they are for.
+    pub(super) fn try_advisory_lock_sql(self) -> Option<&'static str> {
+        match self {
+            Backend::Postgres => Some(
+                "SELECT CASE WHEN pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0)) THEN 1 ELSE 0 END",
+            ),
+            Backend::Sqlite => None,
+        }
+    }
+
+    /// Per-connection settings. SQLite: write-ahead log, fsync on every commit (an acknowledged
+    /// write survives power loss), foreign keys, and a lock wait. PostgreSQL: a statement timeout.
+    pub(super) fn session_setup_sql(self, config: &DatabaseConfig) -> String {
+        match self {
+            Backend::Sqlite => format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+                config.busy_timeout.as_millis()
+            ),
+            Backend::Postgres => format!("SET statement_timeout = {}", config.statement_timeout.as_millis()),
+        }
+    }
+
+    /// Counts the tables named `$1` in the current schema.
+    pub(super) fn table_exists_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = current_schema()"
+            }
+        }
+    }
+}

@@ -60,7 +60,9 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
 /// fails if a migration lacks its down file (every migration must be reversible) or has a
 /// malformed dialect block.
 fn embed_migrations(backend: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    // The package being built (read when the script runs: a copy of the tree elsewhere is another package).
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("migrations");
     let out_dir = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("migrations")
         .join(backend);
@@ -93,11 +95,13 @@ fn embed_migrations(backend: &str) -> String {
         let version: i64 = version.parse().unwrap_or_else(|_| panic!("bad version in {name}"));
         let down = up.with_file_name(format!("{name}.down.sql"));
         assert!(down.exists(), "migration {name} has no down file: {}", down.display());
+        let up_sql = render(up);
+        // sqlx's marker: a migration that must not run in a transaction (CREATE INDEX CONCURRENTLY).
+        let no_tx = fs::read_to_string(&up_sql).unwrap().starts_with("-- no-transaction");
         writeln!(
             out,
-            "    EmbeddedMigration {{ version: {version}, description: {:?}, up: include_str!({:?}), down: include_str!({:?}) }},",
+            "    EmbeddedMigration {{ version: {version}, name: {name:?}, description: {:?}, no_tx: {no_tx}, up: include_str!({up_sql:?}), down: include_str!({:?}) }},",
             description.replace('_', " "),
-            render(up),
             render(&down),
         )
         .unwrap();

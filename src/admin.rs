@@ -1,7 +1,11 @@
-//! Operator commands that act on the database: API keys and tenant settings.
+//! Operator commands that act on the database: API keys, tenant settings, webhook keys and
+//! delivery, idempotency-key purges.
 use crate::auth::{SCOPES, api_key};
-use crate::cli::{ApikeyAction, TenantAction, WebhooksAction};
+use crate::cli::{ApikeyAction, IdempotencyAction, TenantAction, WebhooksAction};
+use crate::config::{Config, IdempotencyConfig};
+use crate::shutdown::Shutdown;
 use crate::store::{Store, tenants, webhooks};
+use crate::webhooks::dispatcher::Dispatcher;
 
 fn valid_tenant(tenant: &str) -> Result<(), String> {
     let ok =
@@ -85,14 +89,51 @@ pub async fn apikey(store: &Store, action: ApikeyAction) -> Result<(), String> {
     Ok(())
 }
 
+pub async fn webhooks(store: &Store, config: &Config, action: WebhooksAction) -> Result<(), String> {
+    match action {
+        WebhooksAction::Reencrypt => reencrypt(store, &config.webhooks).await,
+        WebhooksAction::Dispatch { until_idle } => dispatch(store, config, until_idle).await,
+    }
+}
+
+/// Delivers webhooks outside the API process: until a signal (a worker of its own) or until
+/// nothing is due (a scheduled job). Any number of dispatchers may run at once.
+async fn dispatch(store: &Store, config: &Config, until_idle: bool) -> Result<(), String> {
+    let hooks = crate::webhooks::Webhooks::new(&config.webhooks);
+    let dispatcher = Dispatcher::new(store.clone(), hooks)?;
+    if until_idle {
+        let attempts = dispatcher.run_until_idle().await;
+        println!("{attempts} webhook delivery attempt(s) made; nothing is due now");
+        return Ok(());
+    }
+    let shutdown = Shutdown::new();
+    tokio::spawn(crate::shutdown::watch_signals(shutdown.clone()));
+    let stop = shutdown.stop_token();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        trigger.requested().await;
+        trigger.stop_now();
+    });
+    tracing::info!("webhook dispatcher started (no API in this process)");
+    dispatcher.run(stop, config.shutdown.drain_timeout).await;
+    tracing::info!("webhook dispatcher stopped");
+    Ok(())
+}
+
+/// Deletes expired idempotency keys once.
+pub async fn idempotency(store: &Store, config: &IdempotencyConfig, action: IdempotencyAction) -> Result<(), String> {
+    let IdempotencyAction::Purge = action;
+    let db = |e: sqlx::Error| crate::store::describe_error(&e);
+    let mut conn = store.acquire().await.map_err(db)?;
+    let before = crate::clock::now() - config.retention.as_secs() as i64;
+    let purged = crate::store::idempotency::purge(&mut conn, before).await.map_err(db)?;
+    println!("{purged} expired idempotency key(s) deleted");
+    Ok(())
+}
+
 /// Re-encrypts webhook secrets still under the previous key; each endpoint in its own statement,
 /// so an interrupted run can simply be started again.
-pub async fn webhooks(
-    store: &Store,
-    config: &crate::config::WebhookConfig,
-    action: WebhooksAction,
-) -> Result<(), String> {
-    let WebhooksAction::Reencrypt = action;
+async fn reencrypt(store: &Store, config: &crate::config::WebhookConfig) -> Result<(), String> {
     let hooks = crate::webhooks::Webhooks::new(config);
     let cipher = hooks
         .cipher

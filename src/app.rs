@@ -3,6 +3,7 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::idempotency::{self, Registry};
@@ -24,6 +25,22 @@ pub enum StartError {
     Auth(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The API's socket: the one systemd (or another supervisor) passes in by socket activation
+/// (`LISTEN_FDS`), which outlives restarts so that connections wait in its backlog instead of
+/// being refused; otherwise one bound to `server.host:server.port`.
+async fn api_listener(config: &Config) -> Result<TcpListener, StartError> {
+    let addr = config.listen_addr();
+    let bind_error = |source| StartError::Bind { addr, source };
+    let mut inherited = listenfd::ListenFd::from_env();
+    if let Some(socket) = inherited.take_tcp_listener(0).map_err(bind_error)? {
+        socket.set_nonblocking(true).map_err(bind_error)?;
+        let listener = TcpListener::from_std(socket).map_err(bind_error)?;
+        tracing::info!(listen = ?listener.local_addr().ok(), "serving on the socket passed in (socket activation)");
+        return Ok(listener);
+    }
+    TcpListener::bind(addr).await.map_err(bind_error)
 }
 
 /// Options that are not configuration: how the process was started.
@@ -52,10 +69,7 @@ impl Application {
                 tracing::info!(applied, "migrations applied");
             }
         }
-        let addr = config.listen_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = api_listener(&config).await?;
         let addr = config.admin_addr();
         let admin_listener = TcpListener::bind(addr)
             .await
@@ -162,12 +176,14 @@ impl Application {
         } else {
             None
         };
-        tokio::spawn(idempotency::purge_expired(
-            store.clone(),
-            config.idempotency.retention,
-            config.idempotency.purge_interval,
-            stop.clone(),
-        ));
+        if config.idempotency.purger {
+            tokio::spawn(idempotency::purge_expired(
+                store.clone(),
+                config.idempotency.retention,
+                config.idempotency.purge_interval,
+                stop.clone(),
+            ));
+        }
 
         // The admin listener answers until the API has drained, so the last scrape sees it all.
         let admin_server = axum::serve(admin_listener, http::admin::router(state.clone()))
@@ -179,7 +195,9 @@ impl Application {
         });
 
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let listener = http::listener::StopAccepting::new(listener, stop.clone())?.tap_io(|_| ());
+        let server =
+            axum::serve(listener, service).with_graceful_shutdown(http::listener::connections_close(stop.clone()));
         let mut server = std::pin::pin!(server.into_future());
         let drained = tokio::select! {
             result = &mut server => { result?; true }

@@ -43,11 +43,19 @@ pub enum Command {
         #[command(subcommand)]
         action: TenantAction,
     },
-    /// Webhook maintenance.
+    /// Webhook delivery and maintenance.
     Webhooks {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// Idempotency-key maintenance.
+    Idempotency {
+        #[command(subcommand)]
+        action: IdempotencyAction,
+    },
+    /// Check a running deployment against the launch checklist: probes, migrations, pool size,
+    /// metrics, TLS and proxy headers, clocks, versions. Exits 1 and lists what fails.
+    Doctor(DoctorArgs),
     /// Print the OpenAPI 3.1 document of the API.
     Openapi,
     /// Exit 0 if the running service reports ready (for container health checks).
@@ -72,6 +80,40 @@ pub enum MigrateAction {
     Status,
     /// Undo the most recently applied migration.
     Revert,
+    /// Write every migration as the backend runs it (for review and linting).
+    Sql {
+        /// `sqlite` or `postgres`.
+        #[arg(long)]
+        backend: String,
+        /// The folder to write `<version>_<name>.{up,down}.sql` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The API as clients reach it, e.g. https://billing.example.com (through the proxy).
+    #[arg(long)]
+    pub url: String,
+    /// The admin listener of a replica (`/metrics`); repeat it for every replica.
+    #[arg(long = "admin-url")]
+    pub admin_urls: Vec<String>,
+    /// How many replicas share the database (the pool check); by default, the admin URLs given.
+    #[arg(long)]
+    pub replicas: Option<u32>,
+    /// Requests sent to `--url` to find the versions served behind it.
+    #[arg(long, default_value_t = 10)]
+    pub samples: u32,
+    /// Give up on a request after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    /// A PEM certificate to trust besides the system's (a private CA).
+    #[arg(long, value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept an API served over plain HTTP (a warning instead of a failure).
+    #[arg(long)]
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +153,19 @@ pub enum WebhooksAction {
     /// Re-encrypt every endpoint's signing secrets under webhooks.encryption_key (after a key
     /// rotation, with the old key as webhooks.previous_encryption_key).
     Reencrypt,
+    /// Deliver webhooks: as a worker of its own until SIGTERM, or with --until-idle what is due
+    /// and exit (a cron job, or a serverless deployment's scheduled job).
+    Dispatch {
+        /// Exit once nothing is due any more, instead of waiting for more.
+        #[arg(long)]
+        until_idle: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdempotencyAction {
+    /// Delete expired idempotency keys once and exit (where no process purges them).
+    Purge,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,7 +22,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["auth", "billing", "webhooks"],
     &["api"],
     &["http"],
-    &["admin", "app"],
+    &["admin", "app", "doctor"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

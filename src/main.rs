@@ -5,11 +5,11 @@ use std::time::Duration;
 use clap::Parser;
 
 use billing_api::app::{Application, BuildOptions};
-use billing_api::cli::{Cli, Command, ConfigAction, MigrateAction};
+use billing_api::cli::{Cli, Command, ConfigAction, MigrateAction, WebhooksAction};
 use billing_api::config::{self, Config, EX_CONFIG, Loaded, Sources};
-use billing_api::store::Store;
 use billing_api::store::migrate::State;
-use billing_api::{admin, build_info, healthcheck, shutdown, telemetry};
+use billing_api::store::{Backend, Store};
+use billing_api::{admin, build_info, doctor, healthcheck, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,6 +47,9 @@ async fn run(cli: Cli) -> ExitCode {
             println!("{}", billing_api::api::openapi::json());
             return ExitCode::SUCCESS;
         }
+        Command::Migrate {
+            action: MigrateAction::Sql { backend, out },
+        } => return write_migrations(backend, out),
         _ => {}
     }
 
@@ -89,11 +92,30 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Apikey { action } => with_store(&config, async |store| admin::apikey(store, action).await).await,
         Command::Tenant { action } => with_store(&config, async |store| admin::tenant(store, action).await).await,
         Command::Webhooks { action } => {
+            // A dispatcher logs like the service does (it may run for as long).
+            let _logs = matches!(action, WebhooksAction::Dispatch { .. }).then(|| telemetry::init(&config.log));
+            with_store(&config, async |store| admin::webhooks(store, &config, action).await).await
+        }
+        Command::Idempotency { action } => {
             with_store(&config, async |store| {
-                admin::webhooks(store, &config.webhooks, action).await
+                admin::idempotency(store, &config.idempotency, action).await
             })
             .await
         }
+        Command::Doctor(args) => match doctor::run(&config, &args).await {
+            Ok(report) => {
+                print!("{}", report.render());
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("error: doctor: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => serve(config).await,
         Command::Version { .. }
         | Command::Openapi
@@ -144,6 +166,7 @@ async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
             n => println!("applied {n} migration(s)"),
         }),
         MigrateAction::Revert => store.migrate_revert().await.map(|v| println!("reverted migration {v}")),
+        MigrateAction::Sql { .. } => Ok(()),
         MigrateAction::Status => store.migration_status().await.map(|rows| {
             println!("{:<8} {:<10} DESCRIPTION", "VERSION", "STATE");
             for row in rows {
@@ -186,6 +209,24 @@ async fn with_store(config: &Config, f: impl AsyncFnOnce(&Store) -> Result<(), S
     store.close().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `migrate sql`: every migration as `backend` runs it, for review and for the migration linter.
+fn write_migrations(backend: String, out: std::path::PathBuf) -> ExitCode {
+    let Some(backend) = Backend::from_name(&backend) else {
+        eprintln!("error: --backend is sqlite or postgres, not {backend:?}");
+        return ExitCode::from(2);
+    };
+    match billing_api::store::migrate::write_all(backend, &out) {
+        Ok(n) => {
+            println!("wrote {n} migration(s) for {} to {}", backend.name(), out.display());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

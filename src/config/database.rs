@@ -29,6 +29,13 @@ impl Backend {
         }
     }
 
+    /// The backend called `name` (`sqlite`, `postgres`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Backend::Sqlite, Backend::Postgres]
+            .into_iter()
+            .find(|b| b.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
@@ -61,6 +68,8 @@ pub struct DatabaseConfig {
     #[serde(serialize_with = "as_humantime")]
     pub health_timeout: Duration,
     pub migrate_on_start: bool,
+    /// Ping a pooled connection before handing it out.
+    pub test_before_acquire: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -76,6 +85,7 @@ impl Default for DatabaseConfig {
             busy_timeout: Duration::from_secs(5),
             health_timeout: Duration::from_secs(1),
             migrate_on_start: true,
+            test_before_acquire: false,
         }
     }
 }
@@ -116,6 +126,10 @@ pub const KEYS: &[KeyDoc] = &[
         default_text: Some("`true` for SQLite, `false` for PostgreSQL"),
         description: "Apply pending migrations when `serve` starts. Keep it off with several PostgreSQL replicas and run `billing-api migrate run` as a release step.",
     },
+    key(
+        "database.test_before_acquire",
+        "Ping each pooled connection before use (one more round trip per request). Turn it on where connections can die unseen, as while a serverless instance is frozen between requests.",
+    ),
 ];
 
 impl DatabaseConfig {
@@ -139,6 +153,7 @@ impl DatabaseConfig {
             health_timeout: r.get("health_timeout", d.health_timeout),
             // Replicas of a PostgreSQL deployment migrate in a release step, not at start-up.
             migrate_on_start: r.get_opt("migrate_on_start").unwrap_or(!postgres),
+            test_before_acquire: r.get("test_before_acquire", d.test_before_acquire),
             url,
         }
     }

@@ -12,6 +12,8 @@ pub struct IdempotencyConfig {
     pub retention: Duration,
     #[serde(serialize_with = "as_humantime")]
     pub purge_interval: Duration,
+    /// Purge in this process; off where a scheduled `billing-api idempotency purge` does it.
+    pub purger: bool,
 }
 
 impl Default for IdempotencyConfig {
@@ -19,6 +21,7 @@ impl Default for IdempotencyConfig {
         IdempotencyConfig {
             retention: Duration::from_secs(24 * 3600),
             purge_interval: Duration::from_secs(600),
+            purger: true,
         }
     }
 }
@@ -32,6 +35,10 @@ pub const KEYS: &[KeyDoc] = &[
         "idempotency.purge_interval",
         "How often expired idempotency keys are deleted.",
     ),
+    key(
+        "idempotency.purger",
+        "Delete expired keys in this process. Turn it off where instances are frozen between requests (serverless) and run `billing-api idempotency purge` on a schedule instead.",
+    ),
 ];
 
 impl IdempotencyConfig {
@@ -40,6 +47,7 @@ impl IdempotencyConfig {
         IdempotencyConfig {
             retention: r.get("retention", d.retention),
             purge_interval: r.get("purge_interval", d.purge_interval),
+            purger: r.get("purger", d.purger),
         }
     }
 

@@ -115,7 +115,7 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "webhooks.dispatcher",
-        "Run the delivery dispatcher in this process (any number of replicas may).",
+        "Run the delivery dispatcher in this process (any number of replicas may). Turn it off where instances are frozen between requests (serverless) and run `billing-api webhooks dispatch --until-idle` on a schedule, or `billing-api webhooks dispatch` as a worker of its own.",
     ),
     key(
         "webhooks.poll_interval",

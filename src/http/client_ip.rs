@@ -21,6 +21,25 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// The scheme the client used: what a trusted proxy says in `X-Forwarded-Proto`, or `http`
+    /// (this service speaks plain HTTP itself).
+    pub fn scheme<'h>(&self, peer: IpAddr, headers: &'h HeaderMap) -> &'h str {
+        let forwarded = self
+            .trusts(peer)
+            .then(|| headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .map(|v| v.split(',').next_back().unwrap_or("").trim());
+        match forwarded {
+            Some(scheme @ ("http" | "https")) => scheme,
+            _ => "http",
+        }
+    }
+
+    /// Whether `peer` is one of the proxies whose forwarding headers are believed.
+    pub fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusts(peer)
+    }
+
     /// The client's address: the peer, or what trusted proxies say it is.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
@@ -76,5 +95,10 @@ mod tests {
         // A trusted peer with no header, or garbage, is the client itself.
         assert_eq!(proxies.client(ip("10.1.2.3"), &HeaderMap::new()), ip("10.1.2.3"));
         assert_eq!(proxies.client(ip("10.1.2.3"), &headers("not-an-ip")), ip("10.1.2.3"));
+        // The scheme, likewise, only from a trusted proxy.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(proxies.scheme(ip("10.1.2.3"), &h), "https");
+        assert_eq!(proxies.scheme(ip("198.51.100.9"), &h), "http");
     }
 }

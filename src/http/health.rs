@@ -1,19 +1,33 @@
 //! Kubernetes-style probes. Liveness says the process can serve; readiness says it should get
 //! traffic: the database answers, the schema is current, and no shutdown is under way.
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::api::AppState;
 use crate::build_info;
+use crate::http::client_ip::TrustedProxies;
 
 pub async fn live() -> Response {
-    Json(json!({ "status": "pass", "version": build_info::VERSION })).into_response()
+    Json(json!({ "status": "pass", "version": build_info::VERSION, "commit": build_info::GIT_COMMIT })).into_response()
+}
+
+/// `GET /health/connection`: what the service makes of this request's connection, so an operator
+/// (and `billing-api doctor`) can see that the proxy in front is believed: the client's address,
+/// the scheme it used, and whether the peer is a trusted proxy.
+pub fn connection(proxies: &TrustedProxies, peer: SocketAddr, headers: &HeaderMap) -> Response {
+    Json(json!({
+        "client": proxies.client(peer.ip(), headers).to_string(),
+        "scheme": proxies.scheme(peer.ip(), headers),
+        "via_trusted_proxy": proxies.is_trusted(peer.ip()),
+    }))
+    .into_response()
 }
 
 #[derive(Debug, Serialize)]

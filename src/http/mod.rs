@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client_ip;
 pub mod health;
+pub mod listener;
 pub mod middleware;
 #[cfg(debug_assertions)]
 mod test_routes;
@@ -10,10 +11,12 @@ mod test_routes;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use http::{HeaderName, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -31,6 +34,9 @@ pub fn is_probe_path(path: &str) -> bool {
 }
 
 pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Router {
+    let shutdown = state.shutdown.clone();
+    let proxies = client_ip::TrustedProxies::new(&server.trusted_proxies);
+    let seen_by = proxies.clone();
     let (api, openapi) = crate::api::routes();
     // Rendered once: the document does not change while the process runs.
     let openapi = bytes::Bytes::from(openapi.to_pretty_json().unwrap_or_default());
@@ -42,6 +48,13 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         )
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route(
+            "/health/connection",
+            get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap| {
+                let answer = health::connection(&seen_by, peer, &headers);
+                async move { answer }
+            }),
+        )
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], openapi.clone()) }),
@@ -75,12 +88,12 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
-    let proxies = client_ip::TrustedProxies::new(&server.trusted_proxies);
     app.layer(RequestLayer::new(
         sensitive,
         server.concurrency_limit,
         server.request_timeout,
         proxies,
+        shutdown,
     ))
 }
 

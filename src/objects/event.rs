@@ -1,5 +1,4 @@
 use serde::Serialize;
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 /// Every event type, for subscriptions (`enabled_events`) and filters.
@@ -27,9 +26,9 @@ pub struct Event {
     #[serde(rename = "type")]
     pub kind: String,
     pub created: i64,
-    /// The object the event is about, as the API showed it then (stored as its JSON).
+    /// The object the event is about, as the API showed it then.
     #[schema(value_type = Object)]
-    pub data: Box<RawValue>,
+    pub data: serde_json::Value,
 }
 
 impl Event {

@@ -1,7 +1,6 @@
 //! Events, written in the transaction of the change they describe (a transactional outbox): an
 //! event exists if and only if its change was committed. Each one fans out, in that same
 //! transaction, to one delivery per subscribed webhook endpoint.
-use serde_json::value::RawValue;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
@@ -23,7 +22,7 @@ fn from_row(row: &AnyRow) -> Result<Event, sqlx::Error> {
         id: get(row, "id")?,
         object: Event::OBJECT,
         kind: get(row, "type")?,
-        data: RawValue::from_string(data).map_err(|e| sqlx::Error::ColumnDecode {
+        data: serde_json::from_str(&data).map_err(|e| sqlx::Error::ColumnDecode {
             index: "data".into(),
             source: Box::new(e),
         })?,

@@ -66,9 +66,9 @@ impl Store {
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
-            // A ping before every checkout doubles the round trips of short requests; a dead
-            // connection fails its query instead and the pool replaces it.
-            .test_before_acquire(false)
+            // Off by default: a ping before every checkout doubles the round trips of short
+            // requests; a dead connection fails its query instead and the pool replaces it.
+            .test_before_acquire(config.test_before_acquire)
             .after_connect(move |conn: &mut AnyConnection, _| {
                 let sql = session_sql.clone();
                 Box::pin(async move {

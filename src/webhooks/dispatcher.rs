@@ -56,19 +56,7 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
-            let free = permits.available_permits().min(this.hooks.config.batch_size);
-            let claimed = if free == 0 { Vec::new() } else { this.claim(free).await };
-            let idle = claimed.is_empty();
-            for delivery in claimed {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let this = this.clone();
-                tasks.spawn(async move {
-                    this.attempt(delivery).await;
-                    drop(permit);
-                });
-            }
+            let idle = Self::claim_and_send(&this, &permits, &mut tasks).await == 0;
             if idle {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -98,6 +86,44 @@ impl Dispatcher {
                 "webhook attempts cut short by shutdown; their deliveries were released"
             );
         }
+    }
+
+    /// Delivers what is due, and what falls due while it runs, until nothing is: for a scheduled
+    /// job where no process runs the dispatcher all the time. Returns the attempts made. A failed
+    /// attempt waits for its retry time, so this ends.
+    pub async fn run_until_idle(self) -> usize {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.hooks.config.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut attempts = 0;
+        loop {
+            let claimed = Self::claim_and_send(&this, &permits, &mut tasks).await;
+            attempts += claimed;
+            // Nothing claimable now: done once no attempt is in flight (one may free a probe).
+            if claimed == 0 && tasks.join_next().await.is_none() {
+                return attempts;
+            }
+        }
+    }
+
+    /// Claims as many due deliveries as there are free permits and starts their attempts;
+    /// returns how many it started.
+    async fn claim_and_send(this: &Arc<Self>, permits: &Arc<Semaphore>, tasks: &mut JoinSet<()>) -> usize {
+        let free = permits.available_permits().min(this.hooks.config.batch_size);
+        let claimed = if free == 0 { Vec::new() } else { this.claim(free).await };
+        let mut started = 0;
+        for delivery in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let this = this.clone();
+            tasks.spawn(async move {
+                this.attempt(delivery).await;
+                drop(permit);
+            });
+            started += 1;
+        }
+        started
     }
 
     /// Claims up to `limit` due deliveries. An endpoint whose breaker has cooled down gets one

@@ -2,7 +2,7 @@ use billing_api::store::Backend;
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::helpers::{TestDb, spawn_app, spawn_on};
+use crate::helpers::{TestDb, spawn_app, spawn_app_with, spawn_on};
 
 backend_tests!(
     liveness_reports_version,
@@ -81,4 +81,31 @@ async fn not_ready_once_shutdown_is_requested(backend: Backend) {
 
 async fn spawn_app_with_grace(backend: Backend) -> Option<crate::helpers::TestApp> {
     crate::helpers::spawn_app_with(backend, &[("BILLING_SHUTDOWN__GRACE_PERIOD", "30s")]).await
+}
+
+/// What the service makes of a request's connection, for operators and `billing-api doctor`:
+/// forwarding headers count only from a trusted proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_probe_shows_what_the_proxy_headers_are_believed_to_say() {
+    let forwarded = |app: &crate::helpers::TestApp| {
+        app.client
+            .get(app.url("/health/connection"))
+            .header("x-forwarded-for", "203.0.113.5")
+            .header("x-forwarded-proto", "https")
+            .send()
+    };
+    let trusting = spawn_app_with(Backend::Sqlite, &[("BILLING_SERVER__TRUSTED_PROXIES", "127.0.0.1")])
+        .await
+        .unwrap();
+    let seen: Value = forwarded(&trusting).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"client": "203.0.113.5", "scheme": "https", "via_trusted_proxy": true})
+    );
+    let direct = spawn_app(Backend::Sqlite).await.unwrap();
+    let seen: Value = forwarded(&direct).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({"client": "127.0.0.1", "scheme": "http", "via_trusted_proxy": false})
+    );
 }

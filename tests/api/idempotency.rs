@@ -12,7 +12,8 @@ backend_tests!(
     a_retry_replays_the_first_result,
     a_reused_key_with_another_request_is_refused,
     a_key_in_flight_is_a_conflict,
-    keys_expire_and_are_purged
+    keys_expire_and_are_purged,
+    a_scheduled_purge_deletes_expired_keys
 );
 
 async fn raw(api: &Api, path: &str, body: &str, key: &str) -> (u16, String, Option<String>) {
@@ -173,4 +174,42 @@ async fn keys_expire_and_are_purged(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(remaining, 0);
+}
+
+/// Where no process purges (idempotency.purger off, serverless), `billing-api idempotency purge`
+/// does it once.
+async fn a_scheduled_purge_deletes_expired_keys(backend: Backend) {
+    let env = [
+        ("BILLING_IDEMPOTENCY__RETENTION", "1s"),
+        ("BILLING_IDEMPOTENCY__PURGER", "false"),
+    ];
+    let Some(app) = spawn_app_with(backend, &env).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    raw(&api, "/v1/customers", r#"{"name": "Ada"}"#, "scheduled").await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let count = async || -> i64 {
+        let mut conn = app.store.pool().acquire().await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1, "no purge ran in the process");
+    let url = app._db.url.clone();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        crate::helpers::process::run(
+            &["idempotency", "purge"],
+            &[
+                ("BILLING_DATABASE__URL", &url),
+                ("BILLING_IDEMPOTENCY__RETENTION", "1s"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("1 expired idempotency key(s) deleted"), "{stdout}");
+    assert_eq!(count().await, 0);
 }

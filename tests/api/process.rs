@@ -208,6 +208,11 @@ fn sigterm_turns_readiness_off_lets_in_flight_requests_finish_and_exits_0() {
 
     let ready = client.get(format!("http://{addr}/health/ready")).send().unwrap();
     assert_eq!(ready.status(), 503, "readiness fails during the grace period");
+    // Kept-alive connections are closed, so a proxy has none left when the listener closes.
+    assert_eq!(
+        ready.headers().get("connection").map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
     assert_eq!(slow.join().unwrap().unwrap(), 200, "the in-flight request completed");
 
     let status = server.wait(Duration::from_secs(15)).expect("the process exits");
@@ -347,6 +352,97 @@ fn healthcheck_exits_0_only_when_the_service_is_ready() {
     let (status, _, stderr) = run(&["healthcheck", "--timeout", "2"], &[("BILLING_SERVER__PORT", port)]);
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("not ready"), "{stderr}");
+}
+
+#[test]
+fn migrate_sql_writes_what_each_backend_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, own, other) in [
+        ("postgres", "LANGUAGE plpgsql", "RAISE(ABORT"),
+        ("sqlite", "RAISE(ABORT", "LANGUAGE plpgsql"),
+    ] {
+        let out = dir.path().join(backend);
+        let (status, stdout, stderr) = run(
+            &["migrate", "sql", "--backend", backend, "--out", out.to_str().unwrap()],
+            &[],
+        );
+        assert!(status.success(), "{stderr}");
+        assert!(stdout.contains(&format!("for {backend}")), "{stdout}");
+        let billing = std::fs::read_to_string(out.join("0002_billing.up.sql")).unwrap();
+        assert!(
+            billing.contains(own) && !billing.contains(other),
+            "{backend}: {billing}"
+        );
+        assert!(!billing.contains("-- dialect"));
+        assert!(out.join("0002_billing.down.sql").exists());
+    }
+    let (status, _, stderr) = run(&["migrate", "sql", "--backend", "mysql", "--out", "x"], &[]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("sqlite or postgres"), "{stderr}");
+}
+
+/// systemd's socket activation, by systemd's own tool: the service serves on the socket it is
+/// given (LISTEN_FDS) rather than binding server.port.
+#[test]
+fn socket_activation_serves_on_the_socket_passed_in() {
+    let Ok(activate) = which("systemd-socket-activate") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "systemd-socket-activate is missing under CI"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = format!("sqlite://{}/s.db", dir.path().display());
+    let child = std::process::Command::new(activate)
+        .args([
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            crate::helpers::process::BIN,
+            "serve",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("BILLING_DATABASE__URL", &db)
+        // A port nothing listens on: the socket passed in is what serves.
+        .env("BILLING_SERVER__PORT", "1")
+        .env("BILLING_ADMIN__PORT", "0")
+        .env("BILLING_SHUTDOWN__GRACE_PERIOD", "0s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = crate::helpers::blocking_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match client.get(format!("http://127.0.0.1:{port}/health/ready")).send() {
+            Ok(r) => break r.status().as_u16(),
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("no answer on the activated socket: {e}"),
+        }
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status, 200);
+    assert!(log.contains("socket activation"), "{log}");
+}
+
+fn which(program: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .ok_or(())
 }
 
 #[test]

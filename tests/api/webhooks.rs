@@ -37,6 +37,7 @@ async fn endpoint(api: &Api, url: &str, events: &[&str]) -> (String, String) {
 }
 
 backend_tests!(
+    a_dispatch_job_delivers_what_is_due_and_exits,
     events_are_recorded_with_their_change_and_listed,
     deliveries_are_signed_per_standard_webhooks_across_a_secret_rotation,
     an_outage_opens_the_breaker_and_everything_arrives_once_the_receiver_is_back,
@@ -671,4 +672,41 @@ async fn the_encryption_key_can_be_rotated() {
         })
         .await;
     assert!(got[0].verifies_with(&secret));
+}
+
+/// Where no process runs the dispatcher (webhooks.dispatcher off: serverless, cron), a
+/// `billing-api webhooks dispatch --until-idle` run delivers what is due, signed, and exits.
+async fn a_dispatch_job_delivers_what_is_due_and_exits(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("BILLING_WEBHOOKS__DISPATCHER", "false")]).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let api = app.tenant("acme").await;
+    let (_, secret) = endpoint(&api, &receiver.url, &["customer.created"]).await;
+    api.post("/v1/customers", json!({"name": "Ada"})).await.expect(201);
+    api.post("/v1/customers", json!({"name": "Grace"})).await.expect(201);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(receiver.all().is_empty(), "no dispatcher runs in the API process");
+
+    let url = app._db.url.clone();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run(
+            &["webhooks", "dispatch", "--until-idle"],
+            &[
+                ("BILLING_DATABASE__URL", &url),
+                ("BILLING_WEBHOOKS__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY),
+                ("BILLING_WEBHOOKS__ALLOW_HTTP", "true"),
+                ("BILLING_WEBHOOKS__ALLOWED_NETWORKS", "127.0.0.0/8"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("2 webhook delivery attempt(s) made"), "{stdout}");
+    let delivered = receiver.delivered();
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered.iter().all(|d| d.verifies_with(&secret)));
+    let deliveries = api.get("/v1/webhook_deliveries?status=succeeded").await.expect(200);
+    assert_eq!(deliveries["data"].as_array().unwrap().len(), 2);
 }

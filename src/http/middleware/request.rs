@@ -10,7 +10,10 @@
 //! 6. renders every error response as problem+json carrying the request id;
 //! 7. writes the access log line (probes at debug level) and records the request metrics;
 //! 8. when traces are on, runs the request in a server span that continues an incoming W3C
-//!    `traceparent`, and puts its `trace_id`/`span_id` on the request's log lines.
+//!    `traceparent`, and puts its `trace_id`/`span_id` on the request's log lines;
+//! 9. once shutdown has begun, answers `Connection: close`, so that a proxy's kept-alive
+//!    connections are gone before the listener closes (a request sent on a connection the server
+//!    is closing could not safely be retried elsewhere).
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,6 +33,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::api::extract::RequestId;
 use crate::api::problem::{self, Problem};
 use crate::http::client_ip::TrustedProxies;
+use crate::shutdown::Shutdown;
 use crate::telemetry::context::{self, RequestFields, TraceIds};
 use crate::telemetry::{OTEL_TARGET, metrics};
 
@@ -56,6 +60,7 @@ struct Settings {
     permits: Arc<Semaphore>,
     timeout: Duration,
     traces: bool,
+    shutdown: Shutdown,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +74,7 @@ impl RequestLayer {
         concurrency_limit: usize,
         timeout: Duration,
         proxies: TrustedProxies,
+        shutdown: Shutdown,
     ) -> Self {
         let settings = Settings {
             sensitive_headers,
@@ -76,6 +82,7 @@ impl RequestLayer {
             permits: Arc::new(Semaphore::new(concurrency_limit)),
             timeout,
             traces: crate::telemetry::traces_enabled(),
+            shutdown,
         };
         RequestLayer {
             settings: Arc::new(settings),
@@ -167,6 +174,7 @@ where
                     metrics::shed();
                     let mut response = Problem::overloaded().into_response();
                     finish(&mut response, &fields, probe, started, client, &span);
+                    close_when_stopping(&mut response, &self.settings.shutdown);
                     return Box::pin(async move { Ok(response) });
                 }
             }
@@ -174,6 +182,7 @@ where
         // A panic while building the future is caught like one while running it.
         let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
         let timeout = self.settings.timeout;
+        let shutdown = self.settings.shutdown.clone();
         let in_flight = metrics::InFlight::start();
         Box::pin(async move {
             let outcome = match inner {
@@ -190,6 +199,7 @@ where
                 Err(_elapsed) => Problem::from_status(StatusCode::REQUEST_TIMEOUT).into_response(),
             };
             finish(&mut response, &fields, probe, started, client, &span);
+            close_when_stopping(&mut response, &shutdown);
             Ok(response)
         })
     }
@@ -293,6 +303,14 @@ fn finish(
             span_id,
             "request completed"
         );
+    }
+}
+
+fn close_when_stopping(response: &mut Response, shutdown: &Shutdown) {
+    if shutdown.is_requested() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 

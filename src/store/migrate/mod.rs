@@ -20,7 +20,12 @@ pub mod source;
 #[derive(Debug)]
 pub struct EmbeddedMigration {
     pub version: i64,
+    /// The file name without its `.up.sql`: `0002_billing`.
+    pub name: &'static str,
     pub description: &'static str,
+    /// Runs outside a transaction (its first line is `-- no-transaction`), as `CREATE INDEX
+    /// CONCURRENTLY` must; such a migration holds a single statement.
+    pub no_tx: bool,
     pub up: &'static str,
     pub down: &'static str,
 }
@@ -54,14 +59,14 @@ fn migrator(backend: Backend) -> &'static Migrator {
                 description.clone(),
                 MigrationType::ReversibleUp,
                 up,
-                false,
+                m.no_tx,
             ));
             migrations.push(Migration::new(
                 m.version,
                 description,
                 MigrationType::ReversibleDown,
                 down,
-                false,
+                m.no_tx,
             ));
         }
         let mut migrator = Migrator::with_migrations(migrations);
@@ -69,6 +74,18 @@ fn migrator(backend: Backend) -> &'static Migrator {
         migrator.set_ignore_missing(true);
         migrator
     })
+}
+
+/// Writes every migration as `backend` runs it into `out`; returns how many.
+pub fn write_all(backend: Backend, out: &std::path::Path) -> Result<usize, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for m in embedded(backend) {
+        for (suffix, sql) in [("up", m.up), ("down", m.down)] {
+            let path = out.join(format!("{}.{suffix}.sql", m.name));
+            std::fs::write(&path, sql).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    Ok(embedded(backend).len())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

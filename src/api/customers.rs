@@ -1,7 +1,5 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, RawQuery};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -11,6 +9,7 @@ use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
+use super::schema::{CurrencyCode, EmailAddress, MetadataParam, Text256};
 use super::write::{Done, Write};
 use crate::billing::customers::{self as ops, CustomerUpdate, NewCustomer};
 use crate::billing::ledger;
@@ -23,19 +22,18 @@ use crate::objects::{Customer, CustomerBalance};
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomerParams {
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 256)]
+    #[schema(value_type = Option<Text256>)]
     pub name: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = "email")]
+    #[schema(value_type = Option<EmailAddress>)]
     pub email: Field<String>,
     /// ISO 4217 code (`usd`, `JPY`); amounts use its minor unit.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "usd")]
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Field<String>,
-    /// Up to 50 keys of at most 40 characters, values of at most 500. On update, keys are merged
-    /// and an empty value removes a key.
+    /// On update, keys are merged and an empty value removes a key.
     #[serde(default)]
-    #[schema(value_type = Option<HashMap<String, String>>)]
+    #[schema(value_type = Option<MetadataParam>)]
     pub metadata: Field<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -111,7 +109,7 @@ pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Customer>,
 
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", params(list::PageParams),
     responses((status = 200, description = "Customers, newest first", body = List<Customer>)))]
-pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Customer>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Customer>>, Problem> {
     r.require("customers:read")?;
     let page = list::Query::new(params, &[]).page(Kind::Customer)?;
     r.list(async |conn, tenant| ops::list(conn, tenant, &page).await).await

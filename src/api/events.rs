@@ -1,7 +1,5 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, RawQuery};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -11,6 +9,7 @@ use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
+use super::schema::WebhookEndpointId;
 use super::write::{Done, Write};
 use crate::billing::events as ops;
 use crate::domain::ids::Kind;
@@ -29,7 +28,7 @@ pub struct EventFilters {
 
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(list::PageParams, EventFilters),
     responses((status = 200, description = "Events, newest first", body = List<Event>)))]
-pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Event>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Event>>, Problem> {
     r.require("events:read")?;
     let mut query = list::Query::new(params, &["type"]);
     let kind = query.filter("type", None);
@@ -56,7 +55,7 @@ pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Event>, Pr
 pub struct ResendParams {
     /// The webhook endpoint (`we_…`) to send it to.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = WebhookEndpointId, required = true)]
     pub endpoint: Field<String>,
     #[serde(flatten)]
     #[schema(ignore)]

@@ -25,17 +25,24 @@ use crate::telemetry::metrics;
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const MAX_KEY_LEN: usize = 255;
+/// What a key is, for the OpenAPI document: what [`key`] accepts.
+pub const KEY_PATTERN: &str = "^[!-~]([ -~]{0,253}[!-~])?$";
 
-/// The request's key: none, or 1 to 255 visible ASCII characters (400 otherwise).
+/// The request's key: none, or 1 to 255 visible ASCII characters, spaces only inside (400
+/// otherwise).
 pub fn key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
-        .map(|k| Some(k.to_owned()))
+    let bytes = value.as_bytes();
+    let visible = |b: &u8| (b'!'..=b'~').contains(b);
+    let valid = (1..=MAX_KEY_LEN).contains(&bytes.len())
+        && bytes.iter().all(|b| visible(b) || *b == b' ')
+        && bytes.first().is_some_and(visible)
+        && bytes.last().is_some_and(visible);
+    valid
+        .then(|| value.to_str().ok().map(|k| Some(k.to_owned())))
+        .flatten()
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::BAD_REQUEST,

@@ -15,6 +15,7 @@ use crate::domain::FieldError;
 use crate::domain::ids::{self, Kind};
 use crate::domain::metadata::{self, Metadata};
 use crate::domain::money::Currency;
+use crate::domain::text::is_control;
 
 /// One field of a request body: absent (or `null`), of the wrong type, or a value.
 #[derive(Debug, Clone, Default)]
@@ -74,9 +75,92 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !declared_json {
             return Err(Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))
+        JsonBody::parse(&bytes)
+    }
+}
+
+impl JsonBody {
+    /// Parses a body. An object may not name a key twice (which of the two would count is a
+    /// guess no money API should make), and `null` means no parameters, like an empty body.
+    pub fn parse(bytes: &[u8]) -> Result<JsonBody, Problem> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = Strict::deserialize(&mut deserializer)
+            .and_then(|Strict(v)| deserializer.end().map(|()| v))
+            .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))?;
+        Ok(JsonBody(match value {
+            Value::Null => Value::Object(Default::default()),
+            other => other,
+        }))
+    }
+}
+
+/// A JSON value whose objects have no duplicate keys.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.insert(key.clone(), value).is_some() {
+                return Err(serde::de::Error::custom(format_args!("the key {key:?} appears twice")));
+            }
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -92,6 +176,26 @@ impl JsonBody {
         }
         serde_json::from_value(self.0.clone())
             .map_err(|e| Problem::validation(vec![FieldError::new("", "invalid", e.to_string())]))
+    }
+}
+
+const CONTROL_MESSAGE: &str = "must not contain control characters (other than tab, line feed and carriage return)";
+
+/// The body of an action that takes no parameters: nothing, `null` or `{}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct NoParams {
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+impl NoParams {
+    /// 422 for any field.
+    pub fn check(body: &JsonBody) -> Result<(), Problem> {
+        let params: NoParams = body.read()?;
+        let mut c = Check::new();
+        c.unknown("", &params.unknown);
+        c.finish(|| Some(()))
     }
 }
 
@@ -140,21 +244,39 @@ impl Check {
         self.optional(field, value)
     }
 
-    /// A string of 1 to `max` characters (surrounding whitespace removed).
+    /// Free text of at most `max` characters, with no control character and something besides
+    /// white space; stored with the white space around it removed (see `schema::text_pattern`).
     pub fn text(&mut self, field: &str, value: Option<String>, max: usize) -> Option<String> {
-        let text = value?.trim().to_owned();
-        if text.is_empty() || text.chars().count() > max {
-            self.error(field, "invalid_length", format!("must be 1 to {max} characters"));
+        let text = value?;
+        if text.contains(is_control) {
+            self.error(field, "invalid_characters", CONTROL_MESSAGE);
             return None;
         }
-        Some(text)
+        let trimmed = text.trim();
+        if trimmed.is_empty() || text.chars().count() > max {
+            self.error(
+                field,
+                "invalid_length",
+                format!("must be 1 to {max} characters, not all white space"),
+            );
+            return None;
+        }
+        Some(trimmed.to_owned())
     }
 
+    /// One `@` between a local part and a domain with a dot inside it; no white space or control
+    /// character anywhere; at most 254 characters.
     pub fn email(&mut self, field: &str, value: Option<String>) -> Option<String> {
-        let email = self.text(field, value, 254)?;
-        let valid = email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-        }) && !email.contains(char::is_whitespace);
+        let email = value?;
+        let atom = |s: &str| !s.is_empty() && !s.contains(|c: char| c == '@' || c.is_whitespace() || is_control(c));
+        let valid = email.chars().count() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                atom(local)
+                    && atom(domain)
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            });
         if !valid {
             self.error(field, "invalid_email", "not an email address");
             return None;
@@ -265,5 +387,50 @@ mod tests {
         );
         let p = check(serde_json::json!([1, 2])).unwrap_err();
         assert_eq!(p.status.as_u16(), 422, "a body that is not an object");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_malformed_and_null_is_no_parameters() {
+        let p = JsonBody::parse(br#"{"name": "a", "amount": 1, "name": "b"}"#).unwrap_err();
+        assert_eq!((p.status.as_u16(), p.code), (400, "malformed_json"));
+        assert!(p.detail.contains("\"name\" appears twice"), "{}", p.detail);
+        let nested = JsonBody::parse(br#"{"metadata": {"k": "1", "k": "2"}}"#).unwrap_err();
+        assert_eq!(nested.code, "malformed_json");
+        assert_eq!(JsonBody::parse(b"null").unwrap().0, serde_json::json!({}));
+        assert!(JsonBody::parse(br#"{"a": 1} x"#).is_err(), "trailing bytes");
+        assert_eq!(
+            JsonBody::parse(br#"{"a": [1, {"b": null}]}"#).unwrap().0,
+            serde_json::json!({"a": [1, {"b": null}]})
+        );
+    }
+
+    #[test]
+    fn texts_refuse_control_characters_and_emails_have_one_at() {
+        let text = |s: &str| {
+            let mut c = Check::new();
+            let v = c.text("name", Some(s.to_owned()), 5);
+            (v, c.errors.first().map(|e| e.code))
+        };
+        assert_eq!(text(" Ada "), (Some("Ada".into()), None));
+        assert_eq!(text("Ada\u{0}"), (None, Some("invalid_characters")));
+        assert_eq!(text("a\tb"), (Some("a\tb".into()), None), "tab is text");
+        assert_eq!(text("   "), (None, Some("invalid_length")));
+        assert_eq!(
+            text(" abcde"),
+            (None, Some("invalid_length")),
+            "the length counts the spaces"
+        );
+        let email = |s: &str| Check::new().email("email", Some(s.to_owned()));
+        assert!(email("ada@example.com").is_some());
+        for bad in [
+            "a@b@c.d",
+            " ada@example.com",
+            "ada@example",
+            "ada@.example.com",
+            "@x.y",
+            "a\u{0}@x.y",
+        ] {
+            assert!(email(bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -1,16 +1,15 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, RawQuery};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::path_id;
-use super::input::{Check, Field, Unknown};
+use super::input::{Check, Field, NoParams, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
+use super::schema::{CurrencyCode, CustomerId, MetadataParam, Text500};
 use super::write::{Done, Write};
 use crate::billing::invoices::{self as ops, LineUpdate, NewInvoice, NewLine};
 use crate::domain::ids::Kind;
@@ -24,10 +23,11 @@ use crate::telemetry::metrics;
 /// The latest due date accepted (the end of year 9999).
 const MAX_TIMESTAMP: i64 = 253_402_300_799;
 
+/// A new line.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LineParams {
     #[serde(default)]
-    #[schema(value_type = String, max_length = 500)]
+    #[schema(value_type = Text500, required = true)]
     pub description: Field<String>,
     /// 1 when not given.
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct LineParams {
     pub quantity: Field<i64>,
     /// Price of one unit in the currency's minor unit.
     #[serde(default)]
-    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000_000_i64, required = true)]
     pub unit_amount: Field<i64>,
     /// Tax rate in basis points (825 = 8.25%).
     #[serde(default)]
@@ -46,25 +46,38 @@ pub struct LineParams {
     pub unknown: Unknown,
 }
 
+/// Changes to a line of a draft: every field is optional.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct LineUpdateParams {
+    description: Option<Text500>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    quantity: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    unit_amount: Option<i64>,
+    #[schema(minimum = 0, maximum = 10_000)]
+    tax_rate_bps: Option<i64>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InvoiceParams {
     /// The customer to bill.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = CustomerId, required = true)]
     pub customer: Field<String>,
     /// Defaults to the customer's currency.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "usd")]
+    #[schema(value_type = Option<CurrencyCode>)]
     pub currency: Field<String>,
     /// Unix time.
     #[serde(default)]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 253_402_300_799_i64)]
     pub due_date: Field<i64>,
     #[serde(default)]
     #[schema(value_type = Option<Vec<LineParams>>, max_items = 100)]
     pub lines: Field<Vec<LineParams>>,
     #[serde(default)]
-    #[schema(value_type = Option<HashMap<String, String>>)]
+    #[schema(value_type = Option<MetadataParam>)]
     pub metadata: Field<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -166,7 +179,7 @@ pub struct InvoiceFilters {
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "invoices", params(list::PageParams, InvoiceFilters),
     responses((status = 200, description = "Invoices, newest first", body = List<Invoice>)))]
-pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Invoice>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Invoice>>, Problem> {
     r.require("invoices:read")?;
     let mut query = list::Query::new(params, &["customer", "status"]);
     let customer = query.filter("customer", Some(Kind::Customer));
@@ -210,7 +223,7 @@ pub async fn add_line(Path(id): Path<String>, w: Write) -> Result<Response, Prob
         .await
 }
 
-#[utoipa::path(post, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices", request_body = LineParams,
+#[utoipa::path(post, path = "/v1/invoices/{id}/lines/{line_id}", tag = "invoices", request_body = LineUpdateParams,
     params(("id" = String, Path, description = "Invoice id"), ("line_id" = String, Path, description = "Line id")),
     responses((status = 200, description = "The draft with the line changed", body = Invoice)))]
 pub async fn update_line(Path((id, line_id)): Path<(String, String)>, w: Write) -> Result<Response, Problem> {
@@ -242,14 +255,6 @@ pub async fn delete_line(Path((id, line_id)): Path<(String, String)>, w: Write) 
         .await
 }
 
-/// The body of an invoice action: nothing (or `{}`).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct NoParams {
-    #[serde(flatten)]
-    #[schema(ignore)]
-    pub unknown: Unknown,
-}
-
 /// Reads an action's body (nothing, or `{}`) and runs `op` on the invoice; `counter` is the
 /// business counter it advances.
 async fn action(
@@ -260,10 +265,7 @@ async fn action(
 ) -> Result<Response, Problem> {
     w.principal.require("invoices:write")?;
     let id = path_id(Kind::Invoice, id)?;
-    let params: NoParams = w.body.read()?;
-    let mut c = Check::new();
-    c.unknown("", &params.unknown);
-    c.finish(|| Some(()))?;
+    NoParams::check(&w.body)?;
     w.run(async |conn, ctx| {
         let done = Done::ok(op(conn, ctx, &id).await?);
         Ok(match counter {

@@ -1,7 +1,5 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::Query;
+use axum::extract::RawQuery;
 
 use super::list::{self, List};
 use super::problem::Problem;
@@ -24,7 +22,7 @@ pub struct EntryFilters {
 
 #[utoipa::path(get, path = "/v1/ledger_entries", tag = "ledger", params(list::PageParams, EntryFilters),
     responses((status = 200, description = "Ledger entries, newest first (append-only)", body = List<LedgerEntry>)))]
-pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<LedgerEntry>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<LedgerEntry>>, Problem> {
     r.require("ledger:read")?;
     let mut query = list::Query::new(params, &["customer", "account"]);
     let customer = query.filter("customer", Some(Kind::Customer));

@@ -40,9 +40,25 @@ pub struct Query {
 }
 
 impl Query {
-    /// Only `allowed_filters` (besides the paging parameters) are accepted.
-    pub fn new(params: HashMap<String, String>, allowed_filters: &[&str]) -> Self {
+    /// The raw query string (percent-decoded here). Only `allowed_filters` (besides the paging
+    /// parameters) are accepted, each at most once.
+    pub fn new(raw: Option<String>, allowed_filters: &[&str]) -> Self {
         let mut check = Check::new();
+        let mut params = HashMap::new();
+        let mut repeated = Vec::new();
+        let raw = raw.unwrap_or_default();
+        for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+            if params.insert(name.to_string(), value.into_owned()).is_some() && !repeated.contains(&name) {
+                repeated.push(name);
+            }
+        }
+        for name in repeated {
+            check.error(
+                name.to_string(),
+                "repeated_parameter",
+                "give this parameter once (which of several would count is not guessed)",
+            );
+        }
         let mut unknown: Vec<&String> = params
             .keys()
             .filter(|k| {

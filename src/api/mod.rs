@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod payments;
 pub mod problem;
 pub mod read;
+pub mod schema;
 pub mod state;
 pub mod webhooks;
 pub mod write;

@@ -1,11 +1,14 @@
 //! The OpenAPI 3.1 document: operations come from the handlers' annotations; what every
 //! operation shares (security, error responses, the Idempotency-Key header) is added here once.
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, ResponseBuilder, Schema};
-use utoipa::{OpenApi as _, PartialSchema, ToSchema};
+use utoipa::{OpenApi as _, ToSchema};
 
 use crate::domain::FieldError;
+use crate::domain::ids::Kind;
 
 /// RFC 9457 problem details, as every error is answered.
 #[allow(dead_code)]
@@ -63,6 +66,7 @@ const ERRORS: &[(&str, &str)] = &[
     ),
     ("413", "The body is too large"),
     ("415", "The body is not JSON"),
+    ("431", "The request line and headers are too large"),
     ("422", "Validation failed: `errors` lists every problem"),
     ("500", "Internal error"),
     (
@@ -90,13 +94,20 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             "Problem",
         ))))
         .build();
-    for item in api.paths.paths.values_mut() {
+    // Request bodies accept exactly the fields they list.
+    for (name, schema) in components.schemas.iter_mut() {
+        if let (true, RefOr::T(Schema::Object(object))) = (name.ends_with("Params"), schema) {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
+    for (path, item) in api.paths.paths.iter_mut() {
         let writes = [item.post.as_mut(), item.delete.as_mut()];
         for op in writes.into_iter().flatten() {
             add_idempotency_key(op);
         }
         let all = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
         for op in all.into_iter().flatten() {
+            constrain_parameters(path, op);
             // Handler names repeat across resources (`list`, `create`): qualify them by tag.
             if let (Some(tag), Some(id)) = (op.tags.as_ref().and_then(|t| t.first()), op.operation_id.as_ref()) {
                 op.operation_id = Some(format!("{tag}_{id}"));
@@ -113,6 +124,7 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             }
         }
     }
+    add_links(&mut api);
     api
 }
 
@@ -121,11 +133,303 @@ fn add_idempotency_key(op: &mut Operation) {
         .name("Idempotency-Key")
         .parameter_in(ParameterIn::Header)
         .description(Some(
-            "Makes the request safe to retry: the first result is stored and replayed for 24 hours",
+            "Makes the request safe to retry: the first result is stored and replayed for 24 hours. \
+             1 to 255 visible ASCII characters (spaces inside only).",
         ))
-        .schema(Some(String::schema()))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some(super::idempotency::KEY_PATTERN)),
+        ))
         .build();
     op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(param));
+}
+
+/// The kinds of object each collection holds, by the first segment of its path.
+const COLLECTIONS: &[(&str, Kind)] = &[
+    ("/v1/customers", Kind::Customer),
+    ("/v1/invoices", Kind::Invoice),
+    ("/v1/payments", Kind::Payment),
+    ("/v1/refunds", Kind::Refund),
+    ("/v1/ledger_entries", Kind::LedgerEntry),
+    ("/v1/events", Kind::Event),
+    ("/v1/webhook_endpoints", Kind::WebhookEndpoint),
+    ("/v1/webhook_deliveries", Kind::WebhookDelivery),
+];
+
+/// Parameters described as exactly as the handlers check them: ids by their prefix and shape
+/// (a path id of the wrong shape is 404, a query id 422), enumerations by their values.
+fn constrain_parameters(path: &str, op: &mut Operation) {
+    let collection = COLLECTIONS
+        .iter()
+        .filter(|(prefix, _)| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        .map(|(_, kind)| *kind)
+        .next();
+    let listed = match path {
+        // The attempt log lists attempts; every other list lists its collection.
+        p if p.ends_with("/deliveries") => Some(Kind::WebhookAttempt),
+        _ => collection,
+    };
+    for param in op.parameters.iter_mut().flatten() {
+        let RefOr::T(param) = param else { continue };
+        let schema = match (&param.parameter_in, param.name.as_str()) {
+            (ParameterIn::Path, "id") => collection.map(id_schema),
+            (ParameterIn::Path, "line_id") => Some(id_schema(Kind::InvoiceLine)),
+            (ParameterIn::Query, "starting_after" | "ending_before") => listed.map(id_schema),
+            (ParameterIn::Query, "customer") => Some(id_schema(Kind::Customer)),
+            (ParameterIn::Query, "invoice") => Some(id_schema(Kind::Invoice)),
+            (ParameterIn::Query, "payment") => Some(id_schema(Kind::Payment)),
+            (ParameterIn::Query, "endpoint") => Some(id_schema(Kind::WebhookEndpoint)),
+            (ParameterIn::Query, "event") => Some(id_schema(Kind::Event)),
+            (ParameterIn::Query, "type") => Some(enum_schema(crate::objects::EVENT_TYPES.iter().copied())),
+            (ParameterIn::Query, "status") if path == "/v1/webhook_deliveries" => {
+                Some(enum_schema(["pending", "succeeded", "failed"]))
+            }
+            _ => None,
+        };
+        if let Some(schema) = schema {
+            param.schema = Some(schema);
+        }
+    }
+}
+
+fn id_schema(kind: Kind) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(super::schema::id_pattern(kind)))
+        .build()
+        .into()
+}
+
+fn enum_schema<'a>(values: impl IntoIterator<Item = &'a str>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+        .into()
+}
+
+/// What a created object leads to, for clients and for stateful testing: (operation, status,
+/// link name, the operation it leads to, path parameters, request body), each value a runtime
+/// expression or a constant.
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<fn() -> serde_json::Value>,
+);
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "customers_create",
+        "201",
+        "GetCustomer",
+        "customers_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "customers_create",
+        "201",
+        "UpdateCustomer",
+        "customers_update",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "customers_create",
+        "201",
+        "GetCustomerBalance",
+        "customers_balance",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "customers_create",
+        "201",
+        "CreateInvoice",
+        "invoices_create",
+        &[],
+        Some(|| {
+            serde_json::json!({"customer": "$response.body#/id", "currency": "usd",
+            "lines": [{"description": "Plan", "quantity": 2, "unit_amount": 1500, "tax_rate_bps": 825}]})
+        }),
+    ),
+    (
+        "invoices_create",
+        "201",
+        "GetInvoice",
+        "invoices_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "invoices_create",
+        "201",
+        "AddLine",
+        "invoices_add_line",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "invoices_create",
+        "201",
+        "UpdateLine",
+        "invoices_update_line",
+        &[
+            ("id", "$response.body#/id"),
+            ("line_id", "$response.body#/lines/data/0/id"),
+        ],
+        None,
+    ),
+    (
+        "invoices_create",
+        "201",
+        "DeleteLine",
+        "invoices_delete_line",
+        &[
+            ("id", "$response.body#/id"),
+            ("line_id", "$response.body#/lines/data/0/id"),
+        ],
+        None,
+    ),
+    (
+        "invoices_create",
+        "201",
+        "FinalizeInvoice",
+        "invoices_finalize",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "invoices_create",
+        "201",
+        "DeleteInvoice",
+        "invoices_delete",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "invoices_finalize",
+        "200",
+        "PayInvoice",
+        "payments_create",
+        &[],
+        Some(|| {
+            serde_json::json!({"invoice": "$response.body#/id", "amount": "$response.body#/amount_remaining",
+            "currency": "$response.body#/currency"})
+        }),
+    ),
+    (
+        "invoices_finalize",
+        "200",
+        "VoidInvoice",
+        "invoices_void",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "invoices_finalize",
+        "200",
+        "MarkUncollectible",
+        "invoices_mark_uncollectible",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "payments_create",
+        "201",
+        "GetPayment",
+        "payments_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "payments_create",
+        "201",
+        "RefundPayment",
+        "refunds_create",
+        &[],
+        Some(|| serde_json::json!({"payment": "$response.body#/id"})),
+    ),
+    (
+        "refunds_create",
+        "201",
+        "GetRefund",
+        "refunds_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "webhooks_create",
+        "201",
+        "GetWebhookEndpoint",
+        "webhooks_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "webhooks_create",
+        "201",
+        "UpdateWebhookEndpoint",
+        "webhooks_update",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "webhooks_create",
+        "201",
+        "RotateSecret",
+        "webhooks_rotate_secret",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "webhooks_create",
+        "201",
+        "ListAttempts",
+        "webhooks_attempts",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "webhooks_create",
+        "201",
+        "DeleteWebhookEndpoint",
+        "webhooks_delete",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+];
+
+/// Adds the links of [`LINKS`] to the responses they start from.
+fn add_links(api: &mut OpenApi) {
+    for item in api.paths.paths.values_mut() {
+        let all = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
+        for op in all.into_iter().flatten() {
+            let Some(id) = op.operation_id.clone() else { continue };
+            for (from, status, name, to, params, body) in LINKS {
+                if *from != id {
+                    continue;
+                }
+                let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
+                    continue;
+                };
+                let mut link = LinkBuilder::new().operation_id(*to);
+                for (param, value) in *params {
+                    link = link.parameter(*param, *value);
+                }
+                if let Some(body) = body {
+                    link = link.request_body(Some(body()));
+                }
+                response.links.insert((*name).to_owned(), RefOr::T(link.build()));
+            }
+        }
+    }
 }
 
 /// The document as JSON, for `/openapi.json` and `billing-api openapi`.

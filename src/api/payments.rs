@@ -1,7 +1,5 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, RawQuery};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -11,6 +9,7 @@ use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
+use super::schema::{CurrencyCode, InvoiceId, MetadataParam, PaymentId, Text255, Text500};
 use super::write::{Done, Write};
 use crate::billing::payments::{self as ops, NewPayment, NewRefund};
 use crate::domain::ids::Kind;
@@ -24,22 +23,22 @@ use crate::telemetry::metrics;
 pub struct PaymentParams {
     /// The open or uncollectible invoice paid.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = InvoiceId, required = true)]
     pub invoice: Field<String>,
     /// In the minor unit; at most the invoice's `amount_remaining`.
     #[serde(default)]
-    #[schema(value_type = i64, minimum = 1)]
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_i64, required = true)]
     pub amount: Field<i64>,
     /// Must be the invoice's currency.
     #[serde(default)]
-    #[schema(value_type = String, example = "usd")]
+    #[schema(value_type = CurrencyCode, required = true)]
     pub currency: Field<String>,
     /// Your reference for the payment (unique per tenant), e.g. a bank transfer id.
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 255)]
+    #[schema(value_type = Option<Text255>)]
     pub reference: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<HashMap<String, String>>)]
+    #[schema(value_type = Option<MetadataParam>)]
     pub metadata: Field<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -50,17 +49,17 @@ pub struct PaymentParams {
 pub struct RefundParams {
     /// The payment to refund.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = PaymentId, required = true)]
     pub payment: Field<String>,
     /// The rest of the payment when not given.
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_i64)]
     pub amount: Field<i64>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(value_type = Option<Text500>)]
     pub reason: Field<String>,
     #[serde(default)]
-    #[schema(value_type = Option<HashMap<String, String>>)]
+    #[schema(value_type = Option<MetadataParam>)]
     pub metadata: Field<Metadata>,
     #[serde(flatten)]
     #[schema(ignore)]
@@ -118,7 +117,7 @@ pub struct PaymentFilters {
 
 #[utoipa::path(get, path = "/v1/payments", tag = "payments", params(list::PageParams, PaymentFilters),
     responses((status = 200, description = "Payments, newest first", body = List<Payment>)))]
-pub async fn list(r: Read, Query(params): Query<HashMap<String, String>>) -> Result<Json<List<Payment>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Payment>>, Problem> {
     r.require("payments:read")?;
     let mut query = list::Query::new(params, &["invoice"]);
     let filter = Filter {
@@ -178,10 +177,7 @@ pub struct RefundFilters {
 
 #[utoipa::path(get, path = "/v1/refunds", tag = "refunds", operation_id = "list", params(list::PageParams, RefundFilters),
     responses((status = 200, description = "Refunds, newest first", body = List<Refund>)))]
-pub async fn list_refunds(
-    r: Read,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<Refund>>, Problem> {
+pub async fn list_refunds(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Refund>>, Problem> {
     r.require("refunds:read")?;
     let mut query = list::Query::new(params, &["payment"]);
     let filter = RefundFilter {

@@ -29,6 +29,7 @@ pub const CODES: &[&str] = &[
     "too_many_lines",
     "idempotency_key_in_use",
     "payload_too_large",
+    "request_header_fields_too_large",
     "unsupported_media_type",
     "validation_failed",
     "idempotency_key_reused",
@@ -141,6 +142,17 @@ impl Problem {
         .retry_after(1)
     }
 
+    /// Endpoints cannot be created (or their secrets rotated) without a key to encrypt their
+    /// signing secrets at rest.
+    pub fn webhooks_not_configured() -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhooks_not_configured",
+            "Webhooks Not Configured",
+            "the operator has not set webhooks.encryption_key",
+        )
+    }
+
     pub fn database_unavailable(detail: impl Into<String>) -> Self {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,6 +181,11 @@ impl Problem {
                 "payload_too_large",
                 "Payload Too Large",
                 "the request body is larger than the server accepts",
+            ),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+                "request_header_fields_too_large",
+                "Request Header Fields Too Large",
+                "the request line and headers are larger than the server accepts",
             ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "unsupported_media_type",
@@ -258,6 +275,7 @@ impl From<operation::Error> for Problem {
                 tracing::error!(error = %why, "the random number source failed");
                 Problem::internal()
             }
+            Error::WebhooksNotConfigured => Problem::webhooks_not_configured(),
         }
     }
 }

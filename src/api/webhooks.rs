@@ -1,17 +1,15 @@
-use std::collections::HashMap;
-
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::extract::path_id;
-use super::input::{Check, Field, Unknown};
+use super::input::{Check, Field, NoParams, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
+use super::schema::{EventTypeOrAll, Text500, WebhookUrl};
 use super::state::AppState;
 use super::write::{Done, Write};
 use crate::domain::ids::Kind;
@@ -20,29 +18,48 @@ use crate::store::webhooks::DeliveryFilter;
 use crate::webhooks::endpoints::{self as ops, EndpointUpdate, NewEndpoint};
 use crate::webhooks::secrets::Cipher;
 
-/// Creating or updating a webhook endpoint.
-#[derive(Debug, Deserialize, ToSchema)]
+/// Creating or updating a webhook endpoint, as read (the two are described apart below).
+#[derive(Debug, Deserialize)]
 pub struct EndpointParams {
-    /// Where events are POSTed: https (http only if the operator allows it), and not a private,
-    /// loopback or link-local address.
     #[serde(default)]
-    #[schema(value_type = String, example = "https://erp.example.com/billing-events")]
     pub url: Field<String>,
-    /// Event types to send, or `["*"]` for all.
     #[serde(default)]
-    #[schema(value_type = Vec<String>, example = json!(["invoice.paid", "payment.created"]))]
     pub enabled_events: Field<Vec<String>>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Field<String>,
-    /// Update only: `true` stops deliveries, `false` resumes them (and resets the breaker).
     #[serde(default)]
-    #[schema(value_type = Option<bool>)]
     pub disabled: Field<bool>,
     #[serde(flatten)]
-    #[schema(ignore)]
     pub unknown: Unknown,
 }
+
+/// A new webhook endpoint.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct EndpointCreateParams {
+    /// Where events are POSTed: https (http only if the operator allows it), and not a private,
+    /// loopback or link-local address.
+    url: WebhookUrl,
+    /// Event types to send, or `["*"]` for all.
+    #[schema(min_items = 1, example = json!(["invoice.paid", "payment.created"]))]
+    enabled_events: Vec<EventTypeOrAll>,
+    description: Option<Text500>,
+}
+
+/// Changes to a webhook endpoint: every field is optional.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+pub struct EndpointUpdateParams {
+    url: Option<WebhookUrl>,
+    #[schema(min_items = 1)]
+    enabled_events: Option<Vec<EventTypeOrAll>>,
+    description: Option<Text500>,
+    /// `true` stops deliveries, `false` resumes them (and resets the breaker).
+    disabled: Option<bool>,
+}
+
+/// The longest endpoint URL accepted ([`WebhookUrl`] states it).
+pub const MAX_URL_CHARS: usize = 2048;
 
 struct Checked {
     check: Check,
@@ -60,12 +77,22 @@ fn check(state: &AppState, p: EndpointParams, creating: bool) -> Checked {
     } else {
         c.optional("url", p.url)
     };
-    let url = c.text("url", url, 2048);
-    let url = url.and_then(|u| match state.webhooks.policy.check_url(&u) {
-        Ok(_) => Some(u),
-        Err(why) => {
-            c.error("url", "invalid_url", format!("the URL {why}"));
-            None
+    // Checked as sent, not trimmed: the stored URL is the one the shape check saw.
+    let url = url.and_then(|u| {
+        if u.chars().count() > MAX_URL_CHARS {
+            c.error(
+                "url",
+                "invalid_length",
+                format!("must be at most {MAX_URL_CHARS} characters"),
+            );
+            return None;
+        }
+        match state.webhooks.policy.check_url(&u) {
+            Ok(_) => Some(u),
+            Err(why) => {
+                c.error("url", "invalid_url", format!("the URL {why}"));
+                None
+            }
         }
     });
     let events = if creating {
@@ -112,17 +139,14 @@ fn check(state: &AppState, p: EndpointParams, creating: bool) -> Checked {
 
 /// Endpoints cannot be created without a key to encrypt their secrets at rest.
 fn cipher(state: &AppState) -> Result<&Cipher, Problem> {
-    state.webhooks.cipher.as_ref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhooks_not_configured",
-            "Webhooks Not Configured",
-            "the operator has not set webhooks.encryption_key",
-        )
-    })
+    state
+        .webhooks
+        .cipher
+        .as_ref()
+        .ok_or_else(Problem::webhooks_not_configured)
 }
 
-#[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", request_body = EndpointParams,
+#[utoipa::path(post, path = "/v1/webhook_endpoints", tag = "webhooks", request_body = EndpointCreateParams,
     responses((status = 201, description = "The endpoint, with its signing secret (shown only now)", body = WebhookEndpoint)))]
 pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response, Problem> {
     w.principal.require("webhooks:write")?;
@@ -148,7 +172,7 @@ pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response,
     .await
 }
 
-#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", request_body = EndpointParams,
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}", tag = "webhooks", request_body = EndpointUpdateParams,
     params(("id" = String, Path, description = "Webhook endpoint id")),
     responses((status = 200, description = "Updated", body = WebhookEndpoint)))]
 pub async fn update(State(state): State<AppState>, Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
@@ -173,7 +197,7 @@ pub async fn update(State(state): State<AppState>, Path(id): Path<String>, w: Wr
         .await
 }
 
-#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhook_endpoints/{id}/rotate_secret", tag = "webhooks", request_body(content = Option<NoParams>),
     params(("id" = String, Path, description = "Webhook endpoint id")),
     responses((status = 200, description = "The endpoint with its new secret; the previous one signs too until webhooks.secret_overlap ends", body = WebhookEndpoint)))]
 pub async fn rotate_secret(
@@ -182,8 +206,10 @@ pub async fn rotate_secret(
     w: Write,
 ) -> Result<Response, Problem> {
     w.principal.require("webhooks:write")?;
-    let cipher = cipher(&state)?;
     let id = path_id(Kind::WebhookEndpoint, id)?;
+    NoParams::check(&w.body)?;
+    // A missing endpoint is 404 whether or not webhooks are configured: the operation checks.
+    let cipher = state.webhooks.cipher.as_ref();
     let overlap = state.webhooks.config.secret_overlap;
     w.run(async |conn, ctx| {
         let endpoint = ops::rotate_secret(conn, ctx, cipher, &id, overlap).await?;
@@ -213,10 +239,7 @@ pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<WebhookEnd
 
 #[utoipa::path(get, path = "/v1/webhook_endpoints", tag = "webhooks", params(list::PageParams),
     responses((status = 200, description = "Webhook endpoints, newest first", body = List<WebhookEndpoint>)))]
-pub async fn list(
-    r: Read,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<WebhookEndpoint>>, Problem> {
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<WebhookEndpoint>>, Problem> {
     r.require("webhooks:read")?;
     let page = list::Query::new(params, &[]).page(Kind::WebhookEndpoint)?;
     r.list(async |conn, tenant| ops::list(conn, tenant, &page).await).await
@@ -227,7 +250,7 @@ pub async fn list(
 pub async fn attempts(
     r: Read,
     Path(id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(params): RawQuery,
 ) -> Result<Json<List<WebhookAttempt>>, Problem> {
     r.require("webhooks:read")?;
     let id = path_id(Kind::WebhookEndpoint, id)?;
@@ -250,10 +273,7 @@ pub struct DeliveryFilters {
 
 #[utoipa::path(get, path = "/v1/webhook_deliveries", tag = "webhooks", params(list::PageParams, DeliveryFilters),
     responses((status = 200, description = "Deliveries, newest first", body = List<WebhookDelivery>)))]
-pub async fn list_deliveries(
-    r: Read,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<List<WebhookDelivery>>, Problem> {
+pub async fn list_deliveries(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<WebhookDelivery>>, Problem> {
     r.require("webhooks:read")?;
     let mut query = list::Query::new(params, &["endpoint", "event", "status"]);
     let endpoint = query.filter("endpoint", Some(Kind::WebhookEndpoint));
@@ -286,12 +306,13 @@ pub async fn retrieve_delivery(r: Read, Path(id): Path<String>) -> Result<Json<W
         .await
 }
 
-#[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhook_deliveries/{id}/retry", tag = "webhooks", request_body(content = Option<NoParams>),
     params(("id" = String, Path, description = "Webhook delivery id")),
     responses((status = 200, description = "The delivery, due now (even if it had succeeded)", body = WebhookDelivery)))]
 pub async fn retry(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
     w.principal.require("webhooks:write")?;
     let id = path_id(Kind::WebhookDelivery, id)?;
+    NoParams::check(&w.body)?;
     w.run(async |conn, ctx| ops::retry(conn, ctx, &id).await.map(Done::ok))
         .await
 }

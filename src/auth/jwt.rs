@@ -80,7 +80,7 @@ impl Verifier {
         let tenant = claims
             .get(&self.settings.tenant_claim)
             .and_then(Value::as_str)
-            .filter(|t| !t.is_empty() && t.len() <= 128)
+            .filter(|t| !t.is_empty() && t.len() <= 128 && !t.contains(crate::domain::text::is_control))
             .ok_or(Failure::MissingTenant)?
             .to_owned();
         let scopes = match claims.get(&self.settings.scope_claim) {
@@ -89,6 +89,10 @@ impl Verifier {
             _ => Vec::new(),
         };
         let subject = claims.get("sub").and_then(Value::as_str).unwrap_or("unknown");
+        // The subject is recorded in the audit trail: it must be text, and short.
+        if subject.len() > 255 || subject.contains(crate::domain::text::is_control) {
+            return Err(Failure::InvalidToken);
+        }
         Ok(Principal {
             tenant,
             actor: format!("jwt:{subject}"),

@@ -94,6 +94,11 @@ impl Failure {
     }
 }
 
+/// The longest credential looked at (an API key is 85 bytes; identity providers' tokens are a
+/// few hundred to a couple of thousand): a larger one is refused before it is parsed, so a
+/// signed token cannot carry an unbounded claim into every request.
+pub const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
+
 /// Checks credentials. Shared by every request.
 #[derive(Debug)]
 pub struct Authenticator {
@@ -117,6 +122,9 @@ impl Authenticator {
             return Err(Failure::Malformed);
         }
         let credential = credential.trim();
+        if credential.len() > MAX_CREDENTIAL_BYTES {
+            return Err(Failure::Malformed);
+        }
         if credential.starts_with(api_key::PREFIX) {
             return self.keys.verify(credential).await;
         }

@@ -15,6 +15,8 @@ pub struct ServerConfig {
     #[serde(serialize_with = "as_humantime")]
     pub request_timeout: Duration,
     pub body_limit: usize,
+    /// Largest request head (request line and headers) in bytes.
+    pub header_limit: usize,
     pub concurrency_limit: usize,
     pub compression: bool,
     pub cors_allowed_origins: Vec<String>,
@@ -30,6 +32,7 @@ impl Default for ServerConfig {
             port: 8080,
             request_timeout: Duration::from_secs(30),
             body_limit: 1024 * 1024,
+            header_limit: 16 * 1024,
             concurrency_limit: 512,
             compression: true,
             cors_allowed_origins: Vec::new(),
@@ -65,6 +68,10 @@ pub const KEYS: &[KeyDoc] = &[
         "Largest request body in bytes; larger bodies get 413 `payload_too_large`.",
     ),
     key(
+        "server.header_limit",
+        "Largest request head (request line and headers) in bytes, and at most 100 headers; larger ones get 431 `request_header_fields_too_large`.",
+    ),
+    key(
         "server.concurrency_limit",
         "Requests served at once; excess requests are shed with 503 `overloaded` and `Retry-After` (health probes are exempt).",
     ),
@@ -91,6 +98,7 @@ impl ServerConfig {
             port: r.get("port", d.port),
             request_timeout: r.get("request_timeout", d.request_timeout),
             body_limit: r.get("body_limit", d.body_limit),
+            header_limit: r.get("header_limit", d.header_limit),
             concurrency_limit: r.get("concurrency_limit", d.concurrency_limit),
             compression: r.get("compression", d.compression),
             cors_allowed_origins: r.get("cors_allowed_origins", d.cors_allowed_origins),
@@ -102,6 +110,11 @@ impl ServerConfig {
     pub(super) fn validate(&self, c: &mut Checks<'_>) {
         c.positive("request_timeout", !self.request_timeout.is_zero());
         c.positive("body_limit", self.body_limit > 0);
+        c.require(
+            (1024..=512 * 1024).contains(&self.header_limit),
+            "header_limit",
+            "must be between 1024 and 524288 bytes (1 KiB to 512 KiB)",
+        );
         c.positive("concurrency_limit", self.concurrency_limit > 0);
         for origin in &self.cors_allowed_origins {
             c.require(

@@ -5,6 +5,7 @@ pub mod invoice;
 pub mod ledger;
 pub mod metadata;
 pub mod money;
+pub mod text;
 
 /// A problem with one field of a request, reported together with all the others.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -21,6 +22,7 @@ pub const FIELD_CODES: &[&str] = &[
     "required",
     "invalid",
     "invalid_length",
+    "invalid_characters",
     "invalid_email",
     "invalid_currency",
     "invalid_id",
@@ -28,6 +30,7 @@ pub const FIELD_CODES: &[&str] = &[
     "out_of_range",
     "unknown_field",
     "unknown_parameter",
+    "repeated_parameter",
     "conflict",
     "too_many",
     "too_many_keys",

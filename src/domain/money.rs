@@ -13,8 +13,12 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 pub struct Currency(Iso);
 
 impl Currency {
-    /// Parses a code in any case (`usd`, `USD`).
+    /// Parses a code in lower or upper case (`usd`, `USD`; not `Usd`).
     pub fn parse(code: &str) -> Option<Currency> {
+        let one_case = code.bytes().all(|b| b.is_ascii_lowercase()) || code.bytes().all(|b| b.is_ascii_uppercase());
+        if !one_case {
+            return None;
+        }
         let iso = Iso::from_code(&code.to_ascii_uppercase())?;
         let billable = iso.exponent().is_some() && !iso.is_fund() && !iso.is_special() && iso.is_superseded().is_none();
         billable.then_some(Currency(iso))
@@ -67,7 +71,7 @@ mod tests {
         assert_eq!(Currency::parse("JPY").unwrap().exponent(), 0);
         assert_eq!(Currency::parse("kwd").unwrap().exponent(), 3);
         assert_eq!(Currency::parse("usd").unwrap().code(), "usd");
-        for unbillable in ["xau", "xxx", "bov", "abc", "", "usdd"] {
+        for unbillable in ["xau", "xxx", "bov", "abc", "", "usdd", "Usd", "uSD"] {
             assert!(Currency::parse(unbillable).is_none(), "{unbillable}");
         }
     }

@@ -85,12 +85,6 @@ impl Listener for StopAccepting {
     }
 }
 
-/// Resolves when accepted connections should be told to close: `LAST_REQUESTS` after `stop`.
-pub async fn connections_close(stop: CancellationToken) {
-    stop.cancelled().await;
-    tokio::time::sleep(LAST_REQUESTS).await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod health;
 pub mod listener;
 pub mod middleware;
+pub mod serve;
 #[cfg(debug_assertions)]
 mod test_routes;
 
@@ -94,6 +95,7 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         server.request_timeout,
         proxies,
         shutdown,
+        server.header_limit,
     ))
 }
 

@@ -21,6 +21,9 @@ pub enum Error {
     /// The system's random number source failed (keys and secrets cannot be made).
     #[error("no randomness: {0}")]
     NoRandomness(String),
+    /// The operator has not set webhooks.encryption_key: signing secrets cannot be stored.
+    #[error("webhooks are not configured")]
+    WebhooksNotConfigured,
 }
 
 impl Error {
@@ -33,7 +36,8 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         match self {
             Error::NotFound(_) | Error::UnknownCursor(_) | Error::Conflict { .. } | Error::Invalid(_) => true,
-            Error::Db(_) | Error::NoRandomness(_) => false,
+            // Not stored: the same request may succeed once the operator configures webhooks.
+            Error::Db(_) | Error::NoRandomness(_) | Error::WebhooksNotConfigured => false,
         }
     }
 }

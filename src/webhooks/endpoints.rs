@@ -107,11 +107,12 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Endpoi
 pub async fn rotate_secret(
     conn: &mut AnyConnection,
     ctx: &Ctx,
-    cipher: &Cipher,
+    cipher: Option<&Cipher>,
     id: &str,
     overlap: std::time::Duration,
 ) -> Result<WebhookEndpoint> {
     let mut row = find(conn, &ctx.tenant, id).await?;
+    let cipher = cipher.ok_or(Error::WebhooksNotConfigured)?;
     let (secret, sealed) = new_secret(cipher)?;
     row.previous_secret = Some(std::mem::replace(&mut row.secret, sealed));
     row.previous_secret_expires = Some(ctx.now + overlap.as_secs() as i64);

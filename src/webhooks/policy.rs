@@ -17,6 +17,9 @@ pub struct Policy {
 impl Policy {
     /// Checks a URL's form when an endpoint is created or changed.
     pub fn check_url(&self, url: &str) -> Result<reqwest::Url, &'static str> {
+        if !has_url_shape(url) {
+            return Err("must look like https://host[:port][/path][?query], host in ASCII, no white space");
+        }
         let parsed = reqwest::Url::parse(url).map_err(|_| "not an absolute URL")?;
         match parsed.scheme() {
             "https" => {}
@@ -44,6 +47,40 @@ impl Policy {
     pub fn allows(&self, ip: IpAddr) -> bool {
         is_public(ip) || self.allowed.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// The shape [`has_url_shape`] checks, as the regular expression the OpenAPI document states.
+pub fn url_pattern() -> String {
+    let control = crate::domain::text::CONTROL_CLASS;
+    format!(r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{{1,5}})?([/?][^\s#{control}]*)?$")
+}
+
+/// A URL's form before any parsing: a lower-case `http`/`https` scheme, an ASCII host name or a
+/// bracketed IPv6 literal, an optional port, and a path or query without white space, control
+/// characters or a fragment. A URL parser is lenient (it drops tabs, folds case, takes `\` for
+/// `/`); the stored URL is exactly what was sent, so it is held to what the document promises.
+pub fn has_url_shape(url: &str) -> bool {
+    let Some(after) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return false;
+    };
+    let (authority, rest) = after.find(['/', '?']).map_or((after, ""), |at| after.split_at(at));
+    let rest_ok = !rest.contains(|c: char| c == '#' || c.is_whitespace() || crate::domain::text::is_control(c));
+    let (host, port) = if let Some(literal) = authority.strip_prefix('[') {
+        let Some((inside, port)) = literal.split_once(']') else {
+            return false;
+        };
+        let inside_ok = !inside.is_empty() && inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        (inside_ok, port)
+    } else {
+        let (name, port) = authority.find(':').map_or((authority, ""), |at| authority.split_at(at));
+        let label = |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        (name.split('.').all(label), port)
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()));
+    host && port_ok && rest_ok
 }
 
 /// The host of a URL when it is an IP address rather than a name.
@@ -156,5 +193,42 @@ mod tests {
         assert!(p.check_url("https://10.0.0.1/hook").is_err());
         assert!(p.check_url("https://[::1]/hook").is_err());
         assert!(p.check_url("not a url").is_err());
+        for lenient in [
+            "HTTPS://hooks.example.com/",
+            "https://hooks.example.com/a\tb",
+            "https://hooks.example.com/#x",
+        ] {
+            assert!(p.check_url(lenient).is_err(), "{lenient:?}");
+        }
+    }
+
+    #[test]
+    fn the_url_shape_is_the_documented_pattern() {
+        use proptest::prelude::*;
+        let pattern = regex::Regex::new(&url_pattern()).unwrap();
+        let examples = [
+            "https://a.example/x?y=1",
+            "https://[2001:db8::1]:8443/",
+            "http://h:1?q",
+            "https://a..b/",
+            "https://a.b:123456/",
+            "https://[::1/",
+            "https://a.b/ x",
+            "https://é.example/",
+            "https://a.b:/",
+            "https://",
+        ];
+        for url in examples {
+            assert_eq!(has_url_shape(url), pattern.is_match(url), "{url:?}");
+        }
+        // The generator takes the pattern without its anchors (it generates whole strings).
+        let unanchored = url_pattern();
+        let unanchored = unanchored.trim_start_matches('^').trim_end_matches('$');
+        let shaped = proptest::string::string_regex(unanchored).unwrap();
+        let near = "(https?://)?[a-z.:\\[\\]0-9/?# \t\u{0}é@-]{0,12}";
+        proptest!(ProptestConfig::with_cases(2000), |(good in shaped, any in near)| {
+            prop_assert!(has_url_shape(&good), "{:?} matches the pattern", good);
+            prop_assert_eq!(has_url_shape(&any), pattern.is_match(&any), "{:?}", any);
+        });
     }
 }

@@ -187,10 +187,34 @@ async fn hmac_jwts_are_fully_validated(backend: Backend) {
         ),
         ("no tenant", hs256(&with(json!({"tenant_id": null})), SECRET.as_bytes())),
         ("no exp", hs256(&with(json!({"exp": null})), SECRET.as_bytes())),
+        // Validly signed but too big to look at (a credential is at most 8 KiB).
+        (
+            "a 9 KB claim (12 KB encoded)",
+            hs256(&with(json!({"pad": "x".repeat(9 * 1024)})), SECRET.as_bytes()),
+        ),
+        (
+            "a NUL in the tenant",
+            hs256(&with(json!({"tenant_id": "ac\u{0}me"})), SECRET.as_bytes()),
+        ),
+        (
+            "an escape in the subject",
+            hs256(&with(json!({"sub": "u\u{1b}[2J"})), SECRET.as_bytes()),
+        ),
     ];
     for (what, token) in cases {
         assert_eq!(status_with(&app, &token).await.0, 401, "{what}");
     }
+    // A 100 KB claim was accepted and created objects; its head is over the limit now.
+    let huge = hs256(&with(json!({"pad": "x".repeat(100 * 1024)})), SECRET.as_bytes());
+    let response = app
+        .client
+        .post(app.url("/v1/customers"))
+        .bearer_auth(&huge)
+        .json(&json!({"name": "big"}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(response, 431, "request_header_fields_too_large").await;
     // Within the leeway is fine.
     assert_eq!(
         status_with(&app, &hs256(&with(json!({"exp": now() - 5})), SECRET.as_bytes()))

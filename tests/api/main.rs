@@ -2,6 +2,7 @@
 mod helpers;
 
 mod auth;
+mod bad_input;
 mod billing;
 mod concurrency;
 mod deploy;

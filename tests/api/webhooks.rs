@@ -439,6 +439,11 @@ async fn endpoints_need_the_encryption_key() {
         .await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.body["code"], "webhooks_not_configured");
+    // A missing endpoint is missing whether or not webhooks are configured (it answered 503).
+    let missing = "/v1/webhook_endpoints/we_0192f0c3a1b07d3e9c4f5a6b7c8d9e0f/rotate_secret";
+    let reply = api.post(missing, json!({})).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(reply.body["code"], "not_found");
 }
 
 fn process_env(url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -3,17 +3,18 @@
 //!
 //! 1. marks sensitive headers (their values are logged as `Sensitive`);
 //! 2. gives the request an id (a sane incoming `X-Request-Id` is kept) and a span;
-//! 3. sheds load beyond `server.concurrency_limit` with 503 `overloaded` at once (probes exempt:
+//! 3. answers 431 `request_header_fields_too_large` to a head over `server.header_limit`;
+//! 4. sheds load beyond `server.concurrency_limit` with 503 `overloaded` at once (probes exempt:
 //!    an overloaded instance is still alive, and restarting it would make things worse);
-//! 4. bounds the request by `server.request_timeout` (408 `request_timeout`);
-//! 5. turns a handler panic into 500 `internal_error` and keeps serving;
-//! 6. renders every error response as problem+json carrying the request id;
-//! 7. writes the access log line (probes at debug level) and records the request metrics;
-//! 8. when traces are on, runs the request in a server span that continues an incoming W3C
+//! 5. bounds the request by `server.request_timeout` (408 `request_timeout`);
+//! 6. turns a handler panic into 500 `internal_error` and keeps serving;
+//! 7. renders every error response as problem+json carrying the request id;
+//! 8. writes the access log line (probes at debug level) and records the request metrics;
+//! 9. when traces are on, runs the request in a server span that continues an incoming W3C
 //!    `traceparent`, and puts its `trace_id`/`span_id` on the request's log lines;
-//! 9. once shutdown has begun, answers `Connection: close`, so that a proxy's kept-alive
-//!    connections are gone before the listener closes (a request sent on a connection the server
-//!    is closing could not safely be retried elsewhere).
+//! 10. once shutdown has begun, answers `Connection: close`, so that a proxy's kept-alive
+//!     connections are gone before the listener closes (a request sent on a connection the server
+//!     is closing could not safely be retried elsewhere).
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -61,6 +62,7 @@ struct Settings {
     timeout: Duration,
     traces: bool,
     shutdown: Shutdown,
+    header_limit: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,7 @@ impl RequestLayer {
         timeout: Duration,
         proxies: TrustedProxies,
         shutdown: Shutdown,
+        header_limit: usize,
     ) -> Self {
         let settings = Settings {
             sensitive_headers,
@@ -83,6 +86,7 @@ impl RequestLayer {
             timeout,
             traces: crate::telemetry::traces_enabled(),
             shutdown,
+            header_limit,
         };
         RequestLayer {
             settings: Arc::new(settings),
@@ -165,6 +169,11 @@ where
             "request received"
         );
 
+        if head_too_large(&req, self.settings.header_limit) {
+            let mut response = Problem::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
+            finish(&mut response, &fields, probe, started, client, &span);
+            return Box::pin(async move { Ok(response) });
+        }
         let permit = if probe {
             None
         } else {
@@ -304,6 +313,23 @@ fn finish(
             "request completed"
         );
     }
+}
+
+/// The request line and headers over `limit` bytes, or over `MAX_HEADERS` headers.
+fn head_too_large(req: &Request, limit: usize) -> bool {
+    let headers = req.headers();
+    if headers.len() > crate::http::serve::MAX_HEADERS {
+        return true;
+    }
+    let line = req.method().as_str().len() + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) + 12;
+    let mut size = line;
+    for (name, value) in headers {
+        size += name.as_str().len() + value.len() + 4;
+        if size > limit {
+            return true;
+        }
+    }
+    false
 }
 
 fn close_when_stopping(response: &mut Response, shutdown: &Shutdown) {

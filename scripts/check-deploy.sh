@@ -30,6 +30,18 @@ systemd-analyze verify "$unit" "$units/billing-api.socket"
 exposure=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2)}')
 echo "systemd: unit verified; exposure $exposure"
 python3 -c "import sys; sys.exit(0 if float('$exposure') <= 2.0 else 1)" || { echo "exposure above 2.0"; exit 1; }
+# The template for several instances (billing-api@PORT), verified as an instance of it; it must
+# say what the single unit says but for its port, its settings file and the socket.
+instance=$units/billing-api@8081.service
+sed "s|/usr/local/bin/billing-api|$bin|g" deploy/systemd/billing-api@.service >"$instance"
+systemd-analyze verify "$instance"
+exposure=$(systemd-analyze security --offline=yes "$instance" 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2)}')
+python3 -c "import sys; sys.exit(0 if float('$exposure') <= 2.0 else 1)" || { echo "template exposure above 2.0"; exit 1; }
+settings() { grep -v '^#' "$1" | grep -v -e '%i' -e 'billing-api.socket' -e '^Description=' -e '^After=' -e '^StateDirectory=' -e '^WorkingDirectory=' -e '^$' || true; }
+if ! diff <(settings deploy/systemd/billing-api.service) <(settings deploy/systemd/billing-api@.service); then
+  echo "deploy/systemd/billing-api@.service has drifted from billing-api.service"; exit 1
+fi
+echo "systemd: template billing-api@.service verified as billing-api@8081; exposure $exposure; same settings as the unit"
 
 scripts/check-serverless.sh "$bin"
 

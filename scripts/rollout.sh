@@ -21,9 +21,9 @@
 # Examples:
 #   systemd, two units billing-api@8080 and billing-api@8081 behind deploy/nginx:
 #     install -m 0755 billing-api-NEW /usr/local/bin/billing-api && scripts/rollout.sh 8080 8081
-#   compose:
-#     scripts/rollout.sh --restart 'docker compose up -d --no-deps --force-recreate --wait {}' \
-#       --ready 'docker compose exec -T {} billing-api healthcheck' api-1 api-2
+#   compose (compose.yaml's api-1 and api-2, onto the image just built or pulled):
+#     scripts/rollout.sh --restart 'docker compose up -d --no-deps --force-recreate --wait api-{}' \
+#       --ready 'docker compose exec -T api-{} billing-api healthcheck' 1 2
 set -euo pipefail
 restart='systemctl restart billing-api@{}'
 ready='http://127.0.0.1:{}/health/ready'

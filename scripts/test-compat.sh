@@ -22,3 +22,6 @@ source scripts/lib-copy.sh
 BUILD_GIT_COMMIT=$prev build_copy "$src" previous "$out/billing-api-previous"
 echo "previous release: ${prev:0:12} ($("$out/billing-api-previous" --version | head -1))"
 python3 tests/rollout/compat.py --current "$out/billing-api-current" --previous "$out/billing-api-previous"
+# The gate must be able to fail: a schema that breaks the previous release (a renamed column).
+python3 tests/rollout/compat.py --current "$out/billing-api-current" --previous "$out/billing-api-previous" \
+  --breaking tests/compat/breaking-migration.sql

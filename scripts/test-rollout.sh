@@ -46,4 +46,6 @@ done
 
 only=()
 [ $# -gt 0 ] && only=(--only "$@")
-target/tools/py/bin/python tests/rollout/scenarios.py --bin "$out/billing-api-n" --next "$out/billing-api-next" "${only[@]}"
+# Bounded: every wait inside has its own timeout, and the whole run stops after 20 minutes.
+timeout --kill-after=30 1200 target/tools/py/bin/python tests/rollout/scenarios.py \
+  --bin "$out/billing-api-n" --next "$out/billing-api-next" "${only[@]}"

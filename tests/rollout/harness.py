@@ -253,11 +253,24 @@ http {{
         return text
 
     def set_upstreams(self, ports, reload=True):
-        """What the endpoints controller does for a Service: the instances that get traffic."""
+        """The instances that get traffic."""
         (self.dir / "site.conf").write_text(self.site(ports))
         if reload:
-            subprocess.run(["nginx", "-s", "reload", "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
-                           check=True)
+            self.reload()
+
+    def write_site(self, text):
+        """Replaces the site configuration (a changed copy of the shipped one) and reloads."""
+        (self.dir / "site.conf").write_text(text)
+        self.reload()
+
+    def reload(self):
+        pid = (self.dir / "nginx.pid").read_text().strip()
+        subprocess.run(["nginx", "-s", "reload", "-c", str(self.dir / "nginx.conf"), "-p", str(self.dir)],
+                       check=True, capture_output=True)
+        # The old workers finish; new ones with the new configuration take new connections.
+        time.sleep(0.5)
+        if (self.dir / "nginx.pid").read_text().strip() != pid:
+            raise RuntimeError("nginx restarted instead of reloading")
 
     @property
     def base(self):

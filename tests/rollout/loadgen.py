@@ -22,6 +22,9 @@ class Results:
         self.invoices = {}  # id -> the furthest state acknowledged: draft, open, paid
         self.payments = set()
         self.failures = []  # (method, path, status or error, body excerpt)
+        self.completed_at = []  # monotonic time of every answer or client error, in order
+        self.crashes = []  # clients that stopped on an exception of the load generator itself
+        self.coverage = []  # problems with the load itself (see run_under_load)
 
     @property
     def sent(self):
@@ -29,12 +32,14 @@ class Results:
 
     @property
     def failed(self):
-        return sum(n for s, n in self.statuses.items() if not 200 <= s < 300) + sum(self.errors.values())
+        return (sum(n for s, n in self.statuses.items() if not 200 <= s < 300) + sum(self.errors.values())
+                + len(self.crashes))
 
     def summary(self):
         by_status = ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items()))
         errors = ", ".join(f"{e}: {n}" for e, n in sorted(self.errors.items()))
-        return (f"{self.sent} requests, {self.failed} failed ({by_status}{'; ' + errors if errors else ''}); "
+        crashes = f"; {len(self.crashes)} clients crashed" if self.crashes else ""
+        return (f"{self.sent} requests, {self.failed} failed ({by_status}{'; ' + errors if errors else ''}{crashes}); "
                 f"acknowledged writes: {len(self.customers)} customers, {len(self.invoices)} invoices, "
                 f"{len(self.payments)} payments")
 
@@ -74,10 +79,12 @@ class Client:
             # What a client library would report; the request may or may not have been applied.
             self.conn = None
             with self.results.lock:
+                self.results.completed_at.append(time.monotonic())
                 self.results.errors[type(e).__name__] += 1
                 self.results.failures.append((method, path, type(e).__name__, str(e)[:200]))
             return None
         with self.results.lock:
+            self.results.completed_at.append(time.monotonic())
             self.results.statuses[response.status] += 1
             if not 200 <= response.status < 300:
                 self.results.failures.append((method, path, response.status, text[:300].decode(errors="replace")))
@@ -129,9 +136,13 @@ class Load:
     def _run(self, base, key, cafile, i):
         client = Client(base, key, cafile, self.results)
         n = i * 1_000_000
-        while not self.stopping.is_set():
-            client.one_round(n)
-            n += 1
+        try:
+            while not self.stopping.is_set():
+                client.one_round(n)
+                n += 1
+        except Exception as e:  # noqa: BLE001 - a client that stops must not pass for a quiet one
+            with self.results.lock:
+                self.results.crashes.append(f"client {i}: {type(e).__name__}: {e}")
 
     def start(self):
         for t in self.threads:
@@ -179,13 +190,30 @@ def verify(pg, results):
     return problems
 
 
+#: The longest the clients may go without any answer while the rollout runs. A request that waits
+#: this long is as good as failed to a user; and a load that stopped would otherwise pass as
+#: "0 failed".
+MAX_SILENCE = 5.0
+
+
 def run_under_load(base, key, cafile, during, clients=16, warmup=2.0, cooldown=2.0):
-    """Runs `during()` (the rollout) while the clients run; returns the results."""
+    """Runs `during()` (the rollout) while the clients run; returns the results, with
+    `coverage` problems if the load did not keep going through the whole rollout."""
     load = Load(base, key, cafile, clients).start()
     time.sleep(warmup)
+    started = time.monotonic()
     try:
         during()
+        ended = time.monotonic()
         time.sleep(cooldown)
     finally:
         results = load.stop()
+    times = [started] + [t for t in results.completed_at if started <= t <= ended] + [ended]
+    gap = max(b - a for a, b in zip(times, times[1:]))
+    results.during = (len(times) - 2, ended - started, gap)
+    if len(times) - 2 < clients:
+        results.coverage.append(f"only {len(times) - 2} answers during the {ended - started:.1f}s rollout")
+    if gap > MAX_SILENCE:
+        results.coverage.append(f"no answer for {gap:.1f}s during the rollout (at most {MAX_SILENCE}s allowed)")
+    results.coverage += results.crashes
     return results

@@ -81,16 +81,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
 impl JsonBody {
     /// Parses a body. An object may not name a key twice (which of the two would count is a
-    /// guess no money API should make), and `null` means no parameters, like an empty body.
+    /// guess no money API should make). `null` is kept: an action without parameters takes it
+    /// for none ([`NoParams`]), every other route refuses it, as the document says.
     pub fn parse(bytes: &[u8]) -> Result<JsonBody, Problem> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
         let value = Strict::deserialize(&mut deserializer)
             .and_then(|Strict(v)| deserializer.end().map(|()| v))
             .map_err(|e| Problem::malformed_json(format!("the body is not valid JSON: {e}")))?;
-        Ok(JsonBody(match value {
-            Value::Null => Value::Object(Default::default()),
-            other => other,
-        }))
+        Ok(JsonBody(value))
     }
 }
 
@@ -125,6 +123,12 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // JSON Schema counts `1.0` as the integer 1, and so do we: an integral number that a
+        // double holds exactly is read as an integer (amounts and quantities are integers).
+        const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+        if v.fract() == 0.0 && v.abs() <= EXACT {
+            return Ok(Value::from(v as i64));
+        }
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
 
@@ -192,6 +196,9 @@ pub struct NoParams {
 impl NoParams {
     /// 422 for any field.
     pub fn check(body: &JsonBody) -> Result<(), Problem> {
+        if body.0.is_null() {
+            return Ok(());
+        }
         let params: NoParams = body.read()?;
         let mut c = Check::new();
         c.unknown("", &params.unknown);
@@ -396,8 +403,20 @@ mod tests {
         assert!(p.detail.contains("\"name\" appears twice"), "{}", p.detail);
         let nested = JsonBody::parse(br#"{"metadata": {"k": "1", "k": "2"}}"#).unwrap_err();
         assert_eq!(nested.code, "malformed_json");
-        assert_eq!(JsonBody::parse(b"null").unwrap().0, serde_json::json!({}));
+        assert!(JsonBody::parse(b"null").unwrap().0.is_null());
+        assert!(NoParams::check(&JsonBody::parse(b"null").unwrap()).is_ok());
+        assert!(NoParams::check(&JsonBody::parse(b"{}").unwrap()).is_ok());
+        assert!(NoParams::check(&JsonBody::parse(br#"{"a": 1}"#).unwrap()).is_err());
+        let p = check(serde_json::Value::Null).unwrap_err();
+        assert_eq!(p.status.as_u16(), 422, "null where an object is documented");
         assert!(JsonBody::parse(br#"{"a": 1} x"#).is_err(), "trailing bytes");
+        assert_eq!(
+            JsonBody::parse(br#"{"a": 70577.0, "b": 1e3, "c": 1.5, "d": -0.0}"#)
+                .unwrap()
+                .0,
+            serde_json::json!({"a": 70577, "b": 1000, "c": 1.5, "d": 0}),
+            "integral numbers are integers, as in JSON Schema"
+        );
         assert_eq!(
             JsonBody::parse(br#"{"a": [1, {"b": null}]}"#).unwrap().0,
             serde_json::json!({"a": [1, {"b": null}]})

@@ -104,22 +104,19 @@ impl Query {
         };
         let after = self.params.get("starting_after").cloned();
         let before = self.params.get("ending_before").cloned();
-        if after.is_some() && before.is_some() {
-            self.check.error(
-                "ending_before",
-                "conflict",
-                "give starting_after or ending_before, not both",
-            );
-        }
-        let after = self.check.id("starting_after", after, kind);
-        let before = self.check.id("ending_before", before, kind);
+        let (had_after, had_before) = (after.is_some(), before.is_some());
+        let starting_after = self.check.id("starting_after", after, kind);
+        let ending_before = self.check.id("ending_before", before, kind);
         self.check.finish(|| {
-            let cursor = match (after, before) {
-                (Some(id), _) => Cursor::StartingAfter(id),
-                (None, Some(id)) => Cursor::EndingBefore(id),
-                (None, None) => Cursor::None,
-            };
-            Some(PageQuery { limit: limit?, cursor })
+            // A cursor that failed its check was reported; none is dropped silently.
+            (starting_after.is_some() == had_after && ending_before.is_some() == had_before).then_some(())?;
+            Some(PageQuery {
+                limit: limit?,
+                cursor: Cursor {
+                    starting_after,
+                    ending_before,
+                },
+            })
         })
     }
 }
@@ -134,6 +131,7 @@ pub struct PageParams {
     limit: Option<i64>,
     /// An object id: return the objects after it (older).
     starting_after: Option<String>,
-    /// An object id: return the objects before it (newer).
+    /// An object id: return the objects before it (newer). With `starting_after`, the objects
+    /// between the two, newest first.
     ending_before: Option<String>,
 }

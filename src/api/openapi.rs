@@ -4,7 +4,7 @@ use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, ResponseBuilder, Schema};
+use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{OpenApi as _, ToSchema};
 
 use crate::domain::FieldError;
@@ -94,16 +94,37 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             "Problem",
         ))))
         .build();
-    // Request bodies accept exactly the fields they list.
+    // Request bodies accept exactly the fields they list. One that requires no field may be left
+    // out altogether (the body reader takes no body, or `null`, as `{}`).
+    let mut optional_bodies = Vec::new();
     for (name, schema) in components.schemas.iter_mut() {
         if let (true, RefOr::T(Schema::Object(object))) = (name.ends_with("Params"), schema) {
             object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            if object.required.is_empty() {
+                optional_bodies.push(format!("#/components/schemas/{name}"));
+            }
         }
     }
+    let rules: Vec<String> = crate::domain::RULE_CODES.iter().map(|c| format!("`{c}`")).collect();
+    let unprocessable = format!(
+        "Validation failed: `errors` lists every problem. A request that fits this document gets \
+         422 only for a rule about the objects it names or the operator's policy, with \
+         `errors[].code` one of: {}.",
+        rules.join(", ")
+    );
     for (path, item) in api.paths.paths.iter_mut() {
         let writes = [item.post.as_mut(), item.delete.as_mut()];
         for op in writes.into_iter().flatten() {
             add_idempotency_key(op);
+            if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                let refs_optional = body.content.values().all(|content| {
+                    matches!(content, RefOr::T(c) if matches!(&c.schema, Some(RefOr::Ref(r))
+                        if optional_bodies.contains(&r.ref_location)))
+                });
+                if refs_optional {
+                    body.required = Some(Required::False);
+                }
+            }
         }
         let all = [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()];
         for op in all.into_iter().flatten() {
@@ -114,9 +135,14 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             }
             op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
             for (status, description) in ERRORS {
+                let description = if *status == "422" {
+                    unprocessable.as_str()
+                } else {
+                    description
+                };
                 op.responses.responses.entry((*status).to_owned()).or_insert_with(|| {
                     ResponseBuilder::new()
-                        .description(*description)
+                        .description(description)
                         .content("application/problem+json", problem.clone())
                         .build()
                         .into()

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::domain::ids::Kind;
@@ -65,8 +65,9 @@ schema!(
 );
 schema!(
     /// An email address: at most 254 characters, a local part, `@`, and a domain with a dot.
+    /// Letters of any script are accepted (internationalized addresses), so no `format: email`,
+    /// which means ASCII only: the pattern is the whole rule.
     EmailAddress => text(254)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
         .pattern(Some(format!("^[^{CONTROL}{SPACE}@]+@[^{CONTROL}{SPACE}@.][^{CONTROL}{SPACE}@]*\\.[^{CONTROL}{SPACE}@]*[^{CONTROL}{SPACE}@.]$")))
 );
 schema!(

@@ -93,7 +93,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         (None, None) => {
             return Err(Error::invalid(
                 "currency",
-                "required",
+                "currency_required",
                 "the customer has no currency: give one",
             ));
         }

@@ -31,16 +31,31 @@ pub const FIELD_CODES: &[&str] = &[
     "unknown_field",
     "unknown_parameter",
     "repeated_parameter",
-    "conflict",
     "too_many",
+    "unknown_event_type",
+    "invalid_url",
     "too_many_keys",
     "amount_too_large",
+    "currency_required",
     "currency_mismatch",
     "currency_locked",
     "exceeds_amount_remaining",
     "exceeds_refundable",
+];
+
+/// The field codes of rules about the objects a request names (a customer's currency, what is
+/// left to pay) and of the operator's policy (webhook destinations): a request that fits the
+/// OpenAPI document can still break one, and gets 422 with one of these. Every other field code
+/// means the request does not fit the document (tests/contract holds the two to this).
+pub const RULE_CODES: &[&str] = &[
     "invalid_url",
-    "unknown_event_type",
+    "too_many_keys",
+    "amount_too_large",
+    "currency_required",
+    "currency_mismatch",
+    "currency_locked",
+    "exceeds_amount_remaining",
+    "exceeds_refundable",
 ];
 
 impl FieldError {

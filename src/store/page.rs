@@ -1,17 +1,17 @@
 //! Keyset pagination, newest first. Ids are time-ordered, so `id` alone orders a listing:
-//! `starting_after=X` returns older objects than X, `ending_before=X` newer ones.
+//! `starting_after=X` returns older objects than X, `ending_before=Y` newer ones than Y, and both
+//! together the objects between the two (older than X and newer than Y), newest first.
 //!
 //! Each store module names its own table, columns and filter columns ([`Listing`]); callers
 //! above the store pass a [`PageQuery`] and that module's typed filter, never SQL.
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+/// Where a page starts: after an object, before one, between two, or at the newest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Cursor {
-    #[default]
-    None,
-    StartingAfter(String),
-    EndingBefore(String),
+pub struct Cursor {
+    pub starting_after: Option<String>,
+    pub ending_before: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +62,14 @@ impl Listing {
         filters: &[(&'static str, &str)],
         map: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
     ) -> Result<Page<T>, PageError> {
-        let (cursor, newer) = match &page.cursor {
-            Cursor::None => (None, false),
-            Cursor::StartingAfter(id) => (Some(id), false),
-            Cursor::EndingBefore(id) => (Some(id), true),
-        };
-        if let Some(id) = cursor
-            && !self.exists(conn, tenant, id).await?
-        {
-            return Err(PageError::UnknownCursor(id.clone()));
+        let (after, before) = (&page.cursor.starting_after, &page.cursor.ending_before);
+        // Only `ending_before` alone walks towards newer objects; with `starting_after` the page
+        // walks down from it (bounded below by `ending_before`, when given).
+        let newer = after.is_none() && before.is_some();
+        for id in [after, before].into_iter().flatten() {
+            if !self.exists(conn, tenant, id).await? {
+                return Err(PageError::UnknownCursor(id.clone()));
+            }
         }
         let mut sql = format!("SELECT {} FROM {} WHERE tenant_id = $1", self.columns, self.table);
         let mut n = 1;
@@ -78,9 +77,13 @@ impl Listing {
             n += 1;
             sql.push_str(&format!(" AND {column} = ${n}"));
         }
-        if cursor.is_some() {
+        if after.is_some() {
             n += 1;
-            sql.push_str(&format!(" AND id {} ${n}", if newer { ">" } else { "<" }));
+            sql.push_str(&format!(" AND id < ${n}"));
+        }
+        if before.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND id > ${n}"));
         }
         n += 1;
         sql.push_str(&format!(
@@ -92,7 +95,7 @@ impl Listing {
         for (_, value) in filters {
             query = query.bind(*value);
         }
-        if let Some(id) = cursor {
+        for id in [after, before].into_iter().flatten() {
             query = query.bind(id);
         }
         let rows = query.bind(page.limit + 1).fetch_all(conn).await?;

@@ -146,7 +146,7 @@ pub async fn resend(conn: &mut AnyConnection, ctx: &Ctx, event_id: &str, endpoin
         .await?
         .ok_or(Error::NotFound("event"))?;
     if store::find_endpoint(conn, &ctx.tenant, endpoint_id).await?.is_none() {
-        return Err(Error::invalid("endpoint", "invalid_id", "no such webhook endpoint"));
+        return Err(Error::NotFound("webhook endpoint"));
     }
     let id = new_id(Kind::WebhookDelivery);
     let delivery = [(id.clone(), endpoint_id.to_owned())];

@@ -183,6 +183,9 @@ async fn duplicate_keys_and_repeated_parameters_are_refused(backend: Backend) {
     )
     .await;
     assert_eq!(response.status(), 200);
+    // Where the document wants an object, `null` is refused like any other non-object.
+    let response = send_raw(&app, &api, reqwest::Method::POST, "/v1/customers", "null").await;
+    assert_problem(response, 422, "validation_failed").await;
 
     // Repeated query parameters: first-wins would let two layers read different values.
     for query in [

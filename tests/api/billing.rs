@@ -90,6 +90,24 @@ async fn customers_are_created_updated_and_listed(backend: Backend) {
         .expect(200);
     assert_eq!(prev["data"][0]["id"], b.as_str());
     assert_eq!(prev["has_more"], true);
+    // Both cursors: the objects between the two, newest first (here only `b`).
+    let between = api
+        .get(&format!("/v1/customers?starting_after={c}&ending_before={id}"))
+        .await
+        .expect(200);
+    let ids: Vec<&str> = between["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [b.as_str()], "{between}");
+    assert_eq!(between["has_more"], false);
+    api.get(&format!(
+        "/v1/customers?starting_after={c}&ending_before=cus_00000000000000000000000000000000"
+    ))
+    .await
+    .expect(404);
     let bad = api.get("/v1/customers?limit=0&colour=red").await.expect(422);
     assert_eq!(bad["errors"].as_array().unwrap().len(), 2, "{bad}");
     api.get("/v1/customers?starting_after=cus_00000000000000000000000000000000")

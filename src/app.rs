@@ -21,6 +21,8 @@ pub enum StartError {
     Migrate(#[from] crate::store::migrate::MigrateError),
     #[error("authentication setup failed: {0}")]
     Auth(String),
+    #[error("rate limit setup failed: {0}")]
+    RateLimit(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -78,7 +80,11 @@ impl Application {
             Some(settings) => Some(crate::auth::jwt::Verifier::new(settings).map_err(StartError::Auth)?),
             None => None,
         };
+        let rate_limit = crate::ratelimit::Limiter::new(&config.rate_limit)
+            .map_err(|e| StartError::RateLimit(e.to_string()))?
+            .map(std::sync::Arc::new);
         let state = AppState::new(Shared {
+            rate_limit,
             auth: Authenticator::new(store.clone(), jwt),
             idempotency: Registry::new(config.idempotency.retention),
             webhooks: crate::webhooks::Webhooks::new(&config.webhooks),

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! build_info clock healthcheck outbound ← cli config ← shutdown systemd telemetry ← domain
-//!   ← objects ← store ← operation ← auth billing webhooks ← api ← http ← admin app
+//!   ← objects ← store ← operation ← auth billing ratelimit webhooks ← api ← http ← admin app
 //! ```
 //!
 //! `main.rs` sits on top of them all. The test below reads every file under `src/` and fails on a
@@ -19,7 +19,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["objects"],
     &["store"],
     &["operation"],
-    &["auth", "billing", "webhooks"],
+    &["auth", "billing", "ratelimit", "webhooks"],
     &["api"],
     &["http"],
     &["admin", "app", "doctor"],

@@ -19,6 +19,7 @@ mod layers;
 pub mod objects;
 pub mod operation;
 pub mod outbound;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod store;
 pub mod systemd;

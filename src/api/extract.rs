@@ -1,4 +1,5 @@
 //! What handlers take from a request besides its body: the caller, the request id, path ids.
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -25,17 +26,29 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
-/// The caller: 401 (with its reason logged and counted) unless the credential is good.
+/// The client's address as the request layer determined it (behind a trusted proxy, the one
+/// the proxy reports), in the request extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The caller: 401 (with its reason logged and counted) unless the credential is good. The rate
+/// limit layer has usually checked it already and left the result in the extensions.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        state.auth.authenticate(&parts.headers).await.map_err(|failure| {
-            tracing::info!(reason = failure.reason(), "authentication failed");
-            crate::telemetry::metrics::auth_failure(failure.reason());
-            Problem::from(failure)
-        })
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
+        state.auth.authenticate(&parts.headers).await.map_err(refused)
     }
+}
+
+/// The answer to a refused credential, logged and counted.
+pub fn refused(failure: crate::auth::Failure) -> Problem {
+    tracing::info!(reason = failure.reason(), "authentication failed");
+    crate::telemetry::metrics::auth_failure(failure.reason());
+    Problem::from(failure)
 }
 
 /// A path id of the wrong shape names nothing: 404, like a missing object.

@@ -12,6 +12,7 @@ pub mod list;
 pub mod openapi;
 pub mod payments;
 pub mod problem;
+pub mod rate_limit;
 pub mod read;
 pub mod schema;
 pub mod state;

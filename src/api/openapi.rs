@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document: operations come from the handlers' annotations; what every
 //! operation shares (security, error responses, the Idempotency-Key header) is added here once.
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
@@ -68,6 +69,10 @@ const ERRORS: &[(&str, &str)] = &[
     ("415", "The body is not JSON"),
     ("431", "The request line and headers are too large"),
     ("422", "Validation failed: `errors` lists every problem"),
+    (
+        "429",
+        "The tenant's budget for reads or writes (or the client address's, for refused credentials) is spent; retry after `Retry-After`",
+    ),
     ("500", "Internal error"),
     (
         "503",
@@ -148,10 +153,41 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
                         .into()
                 });
             }
+            // Every answer of an API operation tells where the caller's budget stands.
+            for response in op.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    add_rate_limit_headers(response);
+                }
+            }
         }
     }
     add_links(&mut api);
     api
+}
+
+/// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) on a response; `Retry-After` on 429.
+fn add_rate_limit_headers(response: &mut utoipa::openapi::Response) {
+    let text = || ObjectBuilder::new().schema_type(Type::String).build();
+    response.headers.insert(
+        "RateLimit-Policy".to_owned(),
+        HeaderBuilder::new()
+            .schema(Some(text()))
+            .description(Some(
+                "The budget this request drew on: `\"read\";q=200;w=2` (200 at once, whole again within 2 s)",
+            ))
+            .build()
+            .into(),
+    );
+    response.headers.insert(
+        "RateLimit".to_owned(),
+        HeaderBuilder::new()
+            .schema(Some(text()))
+            .description(Some(
+                "Where that budget stands: `\"read\";r=57;t=1` (57 left, whole again in 1 s)",
+            ))
+            .build()
+            .into(),
+    );
 }
 
 fn add_idempotency_key(op: &mut Operation) {

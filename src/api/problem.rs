@@ -33,6 +33,7 @@ pub const CODES: &[&str] = &[
     "unsupported_media_type",
     "validation_failed",
     "idempotency_key_reused",
+    "rate_limited",
     "http_error",
     "internal_error",
     "overloaded",

@@ -7,6 +7,7 @@ use sqlx::pool::PoolConnection;
 use super::idempotency::Registry;
 use super::problem::Problem;
 use crate::auth::Authenticator;
+use crate::ratelimit::Limiter;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::webhooks::Webhooks;
@@ -22,6 +23,8 @@ pub struct Shared {
     pub auth: Authenticator,
     pub idempotency: Registry,
     pub webhooks: Arc<Webhooks>,
+    /// `None` when `rate_limit.enabled` is off.
+    pub rate_limit: Option<Arc<Limiter>>,
 }
 
 impl AppState {

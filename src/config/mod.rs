@@ -10,6 +10,7 @@ mod idempotency;
 mod layers;
 mod log;
 pub mod net;
+mod rate_limit;
 mod reference;
 mod section;
 mod server;
@@ -31,6 +32,7 @@ pub use database::{Backend, DEFAULT_URL as DEFAULT_DATABASE_URL, DatabaseConfig,
 pub use idempotency::IdempotencyConfig;
 pub use layers::{CONFIG_FILE_ENV, ENV_PREFIX, Origin, Problem, Sources, TEST_ROUTES_ENV};
 pub use log::{LogConfig, LogFormat};
+pub use rate_limit::{Budget, RateLimitConfig};
 pub use reference::{keys, reference_markdown};
 pub use section::KeyDoc;
 pub use server::ServerConfig;
@@ -51,6 +53,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub idempotency: IdempotencyConfig,
     pub webhooks: WebhookConfig,
+    pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
 }
@@ -81,6 +84,7 @@ impl Config {
             auth: AuthConfig::load(&mut Reader::new(l, "auth", credentials_dir)),
             idempotency: IdempotencyConfig::load(&mut Reader::new(l, "idempotency", credentials_dir)),
             webhooks: WebhookConfig::load(&mut Reader::new(l, "webhooks", credentials_dir)),
+            rate_limit: RateLimitConfig::load(&mut Reader::new(l, "rate_limit", credentials_dir)),
             log: LogConfig::load(&mut Reader::new(l, "log", credentials_dir)),
             shutdown: ShutdownConfig::load(&mut Reader::new(l, "shutdown", credentials_dir)),
         };
@@ -107,6 +111,7 @@ impl Config {
         self.auth.validate(&mut Checks::new(layers, "auth"));
         self.idempotency.validate(&mut Checks::new(layers, "idempotency"));
         self.webhooks.validate(&mut Checks::new(layers, "webhooks"));
+        self.rate_limit.validate(&mut Checks::new(layers, "rate_limit"));
         self.log.validate(&mut Checks::new(layers, "log"));
         Checks::new(layers, "admin").require(
             self.admin.port == 0 || self.admin_addr() != self.listen_addr(),

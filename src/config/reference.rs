@@ -12,6 +12,7 @@ const SECTIONS: &[&[KeyDoc]] = &[
     super::auth::KEYS,
     super::idempotency::KEYS,
     super::webhooks::KEYS,
+    super::rate_limit::KEYS,
     super::log::KEYS,
     super::shutdown::KEYS,
 ];

@@ -39,6 +39,11 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
     let proxies = client_ip::TrustedProxies::new(&server.trusted_proxies);
     let seen_by = proxies.clone();
     let (api, openapi) = crate::api::routes();
+    // Budgets apply to the API's matched routes only: probes, `/` and the document are free.
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::api::rate_limit::enforce,
+    ));
     // Rendered once: the document does not change while the process runs.
     let openapi = bytes::Bytes::from(openapi.to_pretty_json().unwrap_or_default());
     let root = bytes::Bytes::from(root_document());

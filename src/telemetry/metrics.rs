@@ -33,6 +33,11 @@ pub const WEBHOOK_BREAKERS_OPEN: &str = "billing_webhook_breakers_open";
 pub const TRACE_SPANS_DROPPED: &str = "billing_trace_spans_dropped_total";
 pub const TRACE_SPANS_EXPORTED: &str = "billing_trace_spans_exported_total";
 pub const TRACE_EXPORT_FAILURES: &str = "billing_trace_export_failures_total";
+pub const RATE_LIMITED: &str = "billing_rate_limited_total";
+/// The `class` label values of rate-limited requests (a closed set).
+pub const RATE_LIMIT_CLASSES: &[&str] = &["read", "write", "unauthenticated"];
+pub const RATE_LIMIT_STORE_ERRORS: &str = "billing_rate_limit_store_errors_total";
+pub const RATE_LIMIT_SHARED: &str = "billing_rate_limit_shared";
 
 /// Request latency buckets, in seconds: fine below 100 ms, where the SLO lives.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -109,6 +114,18 @@ fn describe() {
     );
     describe_counter!(TRACE_SPANS_EXPORTED, "Trace spans sent to the OTLP collector");
     describe_counter!(TRACE_EXPORT_FAILURES, "Trace spans whose export failed");
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 by class (read, write, unauthenticated)"
+    );
+    describe_counter!(
+        RATE_LIMIT_STORE_ERRORS,
+        "Redis calls of the shared rate limiter that failed or timed out (the instance's own budget was used)"
+    );
+    describe_gauge!(
+        RATE_LIMIT_SHARED,
+        "1 while budgets are shared through Redis, 0 while this instance uses its own (or none is configured)"
+    );
     gauge!(BUILD_INFO, "version" => build_info::VERSION, "commit" => build_info::GIT_COMMIT, "rustc" => build_info::RUSTC_VERSION).set(1.0);
     // Counters exist from the start at 0, so `rate()` and `increase()` see their first events
     // and dashboards show 0 rather than "no data".
@@ -123,9 +140,14 @@ fn describe() {
         TRACE_SPANS_DROPPED,
         TRACE_SPANS_EXPORTED,
         TRACE_EXPORT_FAILURES,
+        RATE_LIMIT_STORE_ERRORS,
     ] {
         counter!(name).increment(0);
     }
+    for class in RATE_LIMIT_CLASSES {
+        counter!(RATE_LIMITED, "class" => *class).increment(0);
+    }
+    gauge!(RATE_LIMIT_SHARED).set(0.0);
     for outcome in WEBHOOK_OUTCOMES {
         counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).increment(0);
     }
@@ -242,4 +264,15 @@ pub fn webhook_queue(due: i64, breakers_open: i64) {
 
 pub fn auth_failure(reason: &'static str) {
     counter!(AUTH_FAILURES, "reason" => reason).increment(1);
+}
+
+pub fn rate_limited(class: &'static str) {
+    counter!(RATE_LIMITED, "class" => class).increment(1);
+}
+
+pub fn rate_limit_store(ok: bool) {
+    if !ok {
+        counter!(RATE_LIMIT_STORE_ERRORS).increment(1);
+    }
+    gauge!(RATE_LIMIT_SHARED).set(if ok { 1.0 } else { 0.0 });
 }

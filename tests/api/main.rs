@@ -15,6 +15,7 @@ mod observability;
 mod openapi;
 mod process;
 mod properties;
+mod rate_limit;
 mod tenancy;
 mod walkthrough;
 mod webhooks;

@@ -96,6 +96,10 @@ def service_env(database_url, port, extra=None):
         "BILLING_SERVER__TRUSTED_PROXIES": "127.0.0.1",
         "BILLING_LOG__LEVEL": "info",
     }
+    # Sixteen clients of one tenant: rate limits on, but out of their reach.
+    for budget in ("READ", "WRITE", "UNAUTHENTICATED"):
+        for what in ("PER_SECOND", "BURST"):
+            env[f"BILLING_RATE_LIMIT__{budget}_{what}"] = "100000"
     env.update(extra or {})
     return env
 

@@ -31,7 +31,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::api::extract::RequestId;
+use crate::api::extract::{ClientAddr, RequestId};
 use crate::api::problem::{self, Problem};
 use crate::http::client_ip::TrustedProxies;
 use crate::shutdown::Shutdown;
@@ -148,6 +148,9 @@ where
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| self.settings.proxies.client(c.0.ip(), req.headers()));
+        if let Some(ip) = client {
+            req.extensions_mut().insert(ClientAddr(ip));
+        }
         let span = if self.settings.traces {
             server_span(&req, &route)
         } else {

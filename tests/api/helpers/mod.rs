@@ -5,6 +5,7 @@ pub mod jwt;
 pub mod postgres;
 pub mod process;
 pub mod receiver;
+pub mod redis;
 
 use std::net::SocketAddr;
 
@@ -103,6 +104,20 @@ pub fn config_for(url: &str, extra_env: &[(&str, &str)]) -> Config {
             TEST_ENCRYPTION_KEY.to_owned(),
         ),
         ("BILLING_WEBHOOKS__ALLOW_HTTP".to_owned(), "true".to_owned()),
+        // Rate limits on (every request passes through them) but out of reach; the rate limit
+        // tests set small budgets.
+        ("BILLING_RATE_LIMIT__READ_PER_SECOND".to_owned(), "100000".to_owned()),
+        ("BILLING_RATE_LIMIT__READ_BURST".to_owned(), "100000".to_owned()),
+        ("BILLING_RATE_LIMIT__WRITE_PER_SECOND".to_owned(), "100000".to_owned()),
+        ("BILLING_RATE_LIMIT__WRITE_BURST".to_owned(), "100000".to_owned()),
+        (
+            "BILLING_RATE_LIMIT__UNAUTHENTICATED_PER_SECOND".to_owned(),
+            "100000".to_owned(),
+        ),
+        (
+            "BILLING_RATE_LIMIT__UNAUTHENTICATED_BURST".to_owned(),
+            "100000".to_owned(),
+        ),
         (
             "BILLING_WEBHOOKS__ALLOWED_NETWORKS".to_owned(),
             "127.0.0.0/8".to_owned(),

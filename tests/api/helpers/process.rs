@@ -24,6 +24,12 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     // Tests run side by side: the admin listener takes a free port unless a test picks one.
     cmd.env("BILLING_ADMIN__PORT", "0");
+    // Load from one tenant: rate limits on, out of reach (tests/api/rate_limit.rs tests them).
+    for class in ["READ", "WRITE", "UNAUTHENTICATED"] {
+        for what in ["PER_SECOND", "BURST"] {
+            cmd.env(format!("BILLING_RATE_LIMIT__{class}_{what}"), "100000");
+        }
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -17,6 +17,9 @@ use super::{Failure, Principal};
 
 use crate::config::{JwtKeys, JwtSettings};
 
+/// The largest JWKS answer read (real ones hold a handful of keys: a few KiB).
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
 #[derive(Debug)]
 pub struct Verifier {
     settings: JwtSettings,
@@ -131,11 +134,18 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, String> {
-        let response = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
+        let mut response = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        // The provider is not ours: its answer is read up to a bound (a key set is a few KiB).
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("the key set is larger than {} KiB", MAX_JWKS_BYTES / 1024));
+            }
+            body.extend_from_slice(&chunk);
+        }
         let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok(set
             .keys

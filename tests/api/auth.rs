@@ -301,6 +301,31 @@ async fn an_unknown_kid_refreshes_the_jwks_at_a_limited_rate() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_key_set_is_not_read() {
+    // The provider's answer is not ours: 300 KiB of keys (the real one among them) is refused.
+    let issuer = Issuer::new("k1");
+    let mut keys: Vec<Value> = (0..2000)
+        .map(|i| Issuer::new(&format!("pad-{i:04}-{}", "x".repeat(100))).jwk())
+        .collect();
+    keys.push(issuer.jwk());
+    let jwks = JwksServer::start(keys).await;
+    let env = jwt_env(&[
+        ("BILLING_AUTH__JWT_ALGORITHMS", "EdDSA".into()),
+        ("BILLING_AUTH__JWT_JWKS_URL", jwks.url.clone()),
+        ("BILLING_AUTH__JWKS_REFRESH_INTERVAL", "1s".into()),
+    ]);
+    let Some(app) = spawn_jwt(Backend::Sqlite, env).await else {
+        return;
+    };
+    assert_eq!(status_with(&app, &issuer.token(claims("acme"))).await.0, 401);
+    assert!(jwks.fetch_count() >= 1, "the set was asked for");
+    // The same provider with a set of normal size is used.
+    jwks.keys.lock().await.retain(|k| k["kid"] == "k1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status_with(&app, &issuer.token(claims("acme"))).await.0, 200);
+}
+
 #[test]
 fn jwt_configuration_mistakes_are_reported_together() {
     use billing_api::config::{Config, Sources};

@@ -6,6 +6,7 @@ mod bad_input;
 mod billing;
 mod concurrency;
 mod deploy;
+mod fuzz;
 mod health;
 mod http_errors;
 mod idempotency;

@@ -139,7 +139,8 @@ def check_backend(backend, current, previous, breaking_sql=None):
             # The schema as a migration that breaks the running version would leave it.
             subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(breaking_sql)], check=True)
         env = service_env(url, 0, {"BILLING_WEBHOOKS__ENCRYPTION_KEY": ENCRYPTION_KEY})
-        status = subprocess.run([str(previous), "migrate", "status"], env=env, capture_output=True, text=True)
+        status = subprocess.run([str(previous), "migrate", "status"], env=harness.known_env(previous, env),
+                                capture_output=True, text=True)
         if status.returncode != 0 or "FAILED" in status.stdout:
             problems.append(f"the previous release cannot read the schema: {status.stdout}{status.stderr}")
         runs = {}

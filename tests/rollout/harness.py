@@ -6,6 +6,7 @@ Everything binds to 127.0.0.1 and is stopped when the scenario ends.
 """
 import json
 import os
+import re
 import pathlib
 import shutil
 import signal
@@ -86,6 +87,23 @@ class Postgres:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+_KNOWN = {}
+
+
+def known_env(binary, env):
+    """`env` without the settings `binary` does not know. An older release refuses a setting it
+    has never heard of (a typo would otherwise go unnoticed), so a rollback to it must not be
+    given the newer release's settings: this is what an operator does by hand (see
+    docs/operations.md, "Releases and rollback")."""
+    binary = str(binary)
+    if binary not in _KNOWN:
+        table = subprocess.run([binary, "config", "reference"], capture_output=True, text=True, check=True).stdout
+        _KNOWN[binary] = set(re.findall(r"`(BILLING_[A-Z0-9_]+)`", table))
+    known = _KNOWN[binary]
+    return {k: v for k, v in env.items()
+            if "__" not in k or k in known or k.removesuffix("_FILE") in known}
+
+
 def service_env(database_url, port, extra=None):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -138,6 +156,7 @@ class Instance:
         env = json.loads((self.dir / "env.json").read_text())
         env.update(extra_env or {})
         binary = (self.dir / "bin").read_text().strip()
+        env = known_env(binary, env)
         log = open(self.dir / "service.log", "ab")
         proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, pass_fds=pass_fds)
@@ -289,12 +308,13 @@ http {{
 
 def api_key(binary, database_url, tenant):
     out = subprocess.run([str(binary), "apikey", "create", "--tenant", tenant, "--scope", "*"],
-                         env=service_env(database_url, 0), capture_output=True, text=True, check=True)
+                         env=known_env(binary, service_env(database_url, 0)), capture_output=True, text=True,
+                         check=True)
     return out.stdout.strip().splitlines()[-1]
 
 
 def migrate(binary, database_url):
-    subprocess.run([str(binary), "migrate", "run"], env=service_env(database_url, 0), check=True,
+    subprocess.run([str(binary), "migrate", "run"], env=known_env(binary, service_env(database_url, 0)), check=True,
                    stdout=subprocess.DEVNULL)
 
 

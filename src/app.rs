@@ -55,7 +55,7 @@ pub struct Application {
     listener: TcpListener,
     admin_listener: TcpListener,
     state: AppState,
-    router: axum::Router,
+    router: http::Service,
 }
 
 impl Application {

@@ -9,27 +9,27 @@ use super::problem::Problem;
 use super::state::AppState;
 use crate::auth::Principal;
 use crate::domain::ids::{self, Kind};
+use crate::telemetry::context;
 
-/// The id the request layer gave the request, in the request extensions.
+/// The id the request layer gave the request (from the request's telemetry context).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        Ok(parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(Arc::from(""))))
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Problem> {
+        Ok(RequestId(
+            context::with_current(|r| r.request_id.clone()).unwrap_or_else(|| Arc::from("")),
+        ))
     }
 }
 
 /// The client's address as the request layer determined it (behind a trusted proxy, the one
-/// the proxy reports), in the request extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
+/// the proxy reports).
+pub fn client_addr() -> Option<IpAddr> {
+    context::with_current(|r| r.client).flatten()
+}
 
 /// The caller: 401 (with its reason logged and counted) unless the credential is good. The rate
 /// limit layer has usually checked it already and left the result in the extensions.

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{FromRequest, Request};
-use bytes::Bytes;
 use http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -57,8 +56,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The body is bounded by the HTTP layer (`server.body_limit`), which every route is behind;
+        // over it, reading fails with a length limit error.
+        let _ = state;
+        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.map_err(|e| {
+            if is_length_limit(&e) {
                 Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
             } else {
                 Problem::new(
@@ -77,6 +79,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         }
         JsonBody::parse(&bytes)
     }
+}
+
+/// Whether reading a body failed because it is over the body limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl JsonBody {

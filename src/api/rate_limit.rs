@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-use super::extract::{ClientAddr, refused};
+use super::extract::{client_addr, refused};
 use super::problem::Problem;
 use super::state::AppState;
 use crate::ratelimit::{Class, Decision, Limiter};
@@ -34,7 +34,7 @@ pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next
         Ok(p) if matches!(*req.method(), Method::GET | Method::HEAD) => (Class::Read, p.tenant.clone()),
         Ok(p) => (Class::Write, p.tenant.clone()),
         Err(_) => {
-            let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            let client = client_addr();
             (
                 Class::Unauthenticated,
                 client.map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string()),

@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod health;
 pub mod listener;
 pub mod middleware;
+pub mod routes;
 pub mod serve;
 #[cfg(debug_assertions)]
 mod test_routes;
@@ -14,27 +15,42 @@ use std::time::Duration;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use http::{HeaderMap, HeaderName, Method, StatusCode, header};
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate};
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::compression::predicate::Predicate;
+use tower_http::compression::{Compression, CompressionLayer};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 
 use crate::api::AppState;
 use crate::api::idempotency::IDEMPOTENCY_KEY;
 use crate::api::problem::Problem;
 use crate::config::ServerConfig;
-use middleware::request::{RequestLayer, X_REQUEST_ID};
+use middleware::request::{RequestLayer, RequestService, X_REQUEST_ID};
+use routes::RouteTable;
+
+/// The whole HTTP service: the middleware stack (see [`middleware`]) wrapped once around the
+/// router.
+pub type Service =
+    RequestService<Compression<RequestBodyLimit<tower::util::Either<Cors<Router>, Router>>, CompressWhen>>;
+
+/// The routes outside `/v1` (the API's come from its OpenAPI document).
+const SERVICE_ROUTES: &[&str] = &[
+    "/",
+    "/health/live",
+    "/health/ready",
+    "/health/connection",
+    "/openapi.json",
+];
 
 /// Probes are exempt from load shedding and logged at debug level.
 pub fn is_probe_path(path: &str) -> bool {
     path.starts_with("/health/")
 }
 
-pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Router {
+pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Service {
     let shutdown = state.shutdown.clone();
     let proxies = client_ip::TrustedProxies::new(&server.trusted_proxies);
     let seen_by = proxies.clone();
@@ -44,6 +60,13 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         state.clone(),
         crate::api::rate_limit::enforce,
     ));
+    let mut templates: Vec<String> = SERVICE_ROUTES.iter().map(|s| (*s).to_owned()).collect();
+    templates.extend(openapi.paths.paths.keys().cloned());
+    #[cfg(debug_assertions)]
+    if test_routes {
+        templates.extend(test_routes::PATHS.iter().map(|s| (*s).to_owned()));
+    }
+    let table = RouteTable::new(templates.iter().map(String::as_str));
     // Rendered once: the document does not change while the process runs.
     let openapi = bytes::Bytes::from(openapi.to_pretty_json().unwrap_or_default());
     let root = bytes::Bytes::from(root_document());
@@ -80,37 +103,50 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Rout
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         .with_state(state);
 
-    // Each `layer` call wraps the ones before it: the last one added is the outermost.
-    // One layer for both (each `Router::layer` adds a boxed service per request).
-    let body = tower::ServiceBuilder::new()
-        .layer(CompressionLayer::new().compress_when(CompressWhen(server.compression, DefaultPredicate::new())))
-        .layer(RequestBodyLimitLayer::new(server.body_limit));
-    let mut app = routes.layer(DefaultBodyLimit::disable()).layer(body);
-    if let Some(cors) = cors(&server.cors_allowed_origins) {
-        app = app.layer(cors);
-    }
     let sensitive: Vec<HeaderName> = server
         .sensitive_headers
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
         .collect();
-    app.layer(RequestLayer::new(
-        sensitive,
-        server.concurrency_limit,
-        server.request_timeout,
-        proxies,
-        shutdown,
-        server.header_limit,
-    ))
+    // The stack wraps the router once, outermost first. (As `Router::layer` it would wrap every
+    // route, at the price of a boxed service and future per request and layer.) The body limit
+    // is this layer's alone: handlers read bodies through `JsonBody`, which obeys it.
+    tower::ServiceBuilder::new()
+        .layer(RequestLayer::new(
+            sensitive,
+            server.concurrency_limit,
+            server.request_timeout,
+            proxies,
+            shutdown,
+            server.header_limit,
+            table,
+        ))
+        .layer(CompressionLayer::new().compress_when(CompressWhen(server.compression)))
+        .layer(RequestBodyLimitLayer::new(server.body_limit))
+        .option_layer(cors(&server.cors_allowed_origins))
+        .service(routes)
 }
 
-/// tower-http's default compression rules, or never when `server.compression` is off.
-#[derive(Clone)]
-struct CompressWhen(bool, DefaultPredicate);
+/// What is compressed (for clients that accept it): JSON of 1 KiB or more, when
+/// `server.compression` is on. Everything this service answers is JSON, so the general rules of
+/// tower-http's default predicate (content types to leave alone, parsed on every response) are
+/// not needed; small answers are not worth the CPU or the extra header.
+#[derive(Clone, Copy)]
+pub struct CompressWhen(bool);
+
+const COMPRESS_FROM_BYTES: u64 = 1024;
 
 impl Predicate for CompressWhen {
     fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
-        self.0 && self.1.should_compress(response)
+        self.0
+            && response
+                .body()
+                .size_hint()
+                .exact()
+                .is_none_or(|n| n >= COMPRESS_FROM_BYTES)
+            && response.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
+                ct.as_bytes().starts_with(b"application/") && ct.as_bytes().windows(4).any(|w| w == b"json")
+            })
     }
 }
 

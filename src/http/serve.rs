@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use hyper::body::Incoming;
@@ -31,12 +30,19 @@ pub const MAX_HEADERS: usize = 100;
 /// Serves `router` on `listener` until `stop`: then the listener closes, connections get
 /// [`LAST_REQUESTS`] to deliver their request, are told to close once idle, and this returns
 /// when every one has.
-pub async fn serve(
+pub async fn serve<S>(
     mut listener: StopAccepting,
-    router: Router,
+    service: S,
     stop: CancellationToken,
     header_read_timeout: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .max_buf_size(MAX_BUFFERED_HEAD)
@@ -56,11 +62,10 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut closed => break,
         };
-        let router = router.clone();
+        let per_connection = service.clone();
         let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            let router = router.clone();
-            async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {})) }
+            per_connection.clone().oneshot(request.map(axum::body::Body::new))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let closing = closing.clone();

@@ -11,6 +11,9 @@ use crate::api::AppState;
 use crate::api::input::{JsonBody, sample};
 use crate::api::problem::Problem;
 
+/// The paths below (the request layer's route table lists them).
+pub const PATHS: &[&str] = &["/__test/slow", "/__test/panic", "/__test/echo", "/__test/db"];
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/__test/slow", get(slow))

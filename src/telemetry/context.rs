@@ -15,6 +15,8 @@ pub struct RequestFields {
     pub method: http::Method,
     /// The route template, or `unmatched`.
     pub route: Arc<str>,
+    /// The client's address (behind a trusted proxy, the one it reports).
+    pub client: Option<std::net::IpAddr>,
     /// The request's trace and server span, when traces are exported.
     pub trace: Option<TraceIds>,
 }

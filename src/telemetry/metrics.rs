@@ -2,9 +2,10 @@
 //! admin listener (`GET /metrics`), never on the API port. Names follow Prometheus conventions
 //! (`_seconds`, `_bytes`, `_total`); labels are bounded: route templates, methods, status classes,
 //! reasons and outcomes, never ids, tenants or raw paths.
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::build_info;
@@ -197,9 +198,69 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
-pub fn http_request(method: &http::Method, route: &std::sync::Arc<str>, status: u16, seconds: f64) {
-    histogram!(HTTP_REQUEST_DURATION, "method" => method_label(method), "route" => route.clone(), "status_class" => status_class(status))
-        .record(seconds);
+/// The request metrics of one route template: its interned name and its latency histograms, one
+/// per (method, status class), registered on first use. Building a metrics key with its labels
+/// and finding it in the registry cost more than the rest of a small request's bookkeeping; a
+/// route's handles are looked up once per request by the template alone.
+pub struct RouteMetrics {
+    pub name: Arc<str>,
+    histograms: [[OnceLock<Histogram>; STATUS_CLASSES]; METHODS],
+}
+
+const METHODS: usize = 8;
+const STATUS_CLASSES: usize = 5;
+
+static ROUTES: OnceLock<RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>> = OnceLock::new();
+
+/// The metrics of `template` (route templates are few: the map stays small).
+pub fn route(template: &str) -> Arc<RouteMetrics> {
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(found) = routes.read().ok().and_then(|map| map.get(template).cloned()) {
+        return found;
+    }
+    let mut map = match routes.write() {
+        Ok(map) => map,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    map.entry(Box::from(template))
+        .or_insert_with(|| {
+            Arc::new(RouteMetrics {
+                name: Arc::from(template),
+                histograms: Default::default(),
+            })
+        })
+        .clone()
+}
+
+impl RouteMetrics {
+    pub fn record(&self, method: &http::Method, status: u16, seconds: f64) {
+        let (m, method) = method_index(method);
+        let (c, class) = class_index(status);
+        self.histograms[m][c]
+            .get_or_init(|| {
+                histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => self.name.clone(), "status_class" => class)
+            })
+            .record(seconds);
+    }
+}
+
+fn method_index(method: &http::Method) -> (usize, &'static str) {
+    let index = match *method {
+        http::Method::GET => 0,
+        http::Method::POST => 1,
+        http::Method::PUT => 2,
+        http::Method::PATCH => 3,
+        http::Method::DELETE => 4,
+        http::Method::HEAD => 5,
+        http::Method::OPTIONS => 6,
+        _ => METHODS - 1,
+    };
+    (index, method_label(method))
+}
+
+fn class_index(status: u16) -> (usize, &'static str) {
+    let class = status_class(status);
+    (usize::from(class.as_bytes()[0] - b'1').min(STATUS_CLASSES - 1), class)
 }
 
 pub fn shed() {
@@ -234,18 +295,21 @@ pub fn add(name: &'static str, n: u64) {
 }
 
 /// Counts a request in flight until dropped, including when the client goes away mid-request.
-pub struct InFlight(());
+pub struct InFlight(&'static Gauge);
+
+static IN_FLIGHT: OnceLock<Gauge> = OnceLock::new();
 
 impl InFlight {
     pub fn start() -> Self {
-        gauge!(HTTP_REQUESTS_IN_FLIGHT).increment(1.0);
-        InFlight(())
+        let gauge = IN_FLIGHT.get_or_init(|| gauge!(HTTP_REQUESTS_IN_FLIGHT));
+        gauge.increment(1.0);
+        InFlight(gauge)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!(HTTP_REQUESTS_IN_FLIGHT).decrement(1.0);
+        self.0.decrement(1.0);
     }
 }
 

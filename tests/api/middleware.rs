@@ -49,15 +49,23 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
-    let response = app
-        .client
-        .get(app.url("/health/ready"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let gzip = |path: &'static str| app.client.get(app.url(path)).header("accept-encoding", "gzip").send();
+    // JSON of 1 KiB or more (the OpenAPI document) is compressed for a client that accepts it.
+    let response = gzip("/openapi.json").await.unwrap();
     assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip");
-    let response = app.get("/health/ready").await;
+    let compressed = response.bytes().await.unwrap();
+    assert_eq!(&compressed[..2], &[0x1f, 0x8b], "a gzip stream");
+    let response = app.get("/openapi.json").await;
+    assert!(response.headers().get("content-encoding").is_none());
+    let plain = response.bytes().await.unwrap();
+    assert!(
+        compressed.len() * 4 < plain.len(),
+        "{} of {} bytes",
+        compressed.len(),
+        plain.len()
+    );
+    // A small answer is not worth it.
+    let response = gzip("/health/ready").await.unwrap();
     assert!(response.headers().get("content-encoding").is_none());
 
     let Some(app) = spawn_app_with(Backend::Sqlite, &[("BILLING_SERVER__COMPRESSION", "false")]).await else {
@@ -65,7 +73,7 @@ async fn responses_are_compressed_when_the_client_accepts_it() {
     };
     let response = app
         .client
-        .get(app.url("/health/ready"))
+        .get(app.url("/openapi.json"))
         .header("accept-encoding", "gzip")
         .send()
         .await

@@ -1,6 +1,6 @@
-//! The layers every request passes through. Axum applies `Router::layer` layers per route, after
-//! routing, so the request layer sees the matched route template. Outermost first:
-//! [`request::RequestLayer`] (header redaction, request id, span, load shedding, timeout, panic
-//! catching, problem rendering, access log) → CORS (when configured) → compression and body limit
-//! → handler.
+//! The layers every request passes through, wrapped once around the router (the request layer
+//! finds the route template itself, see `http::routes`). Outermost first:
+//! [`request::RequestLayer`] (request id, span, load shedding, timeout, panic catching, problem
+//! rendering, access log, metrics) → compression → body limit → CORS (when configured) → the
+//! router → (on `/v1` routes) the rate limit → handler.
 pub mod request;

@@ -1,8 +1,10 @@
 //! The request layer: everything every request needs that is ours to decide, in one service so a
 //! request pays for one layer instead of six. In order:
 //!
-//! 1. marks sensitive headers (their values are logged as `Sensitive`);
-//! 2. gives the request an id (a sane incoming `X-Request-Id` is kept) and a span;
+//! 1. marks sensitive headers when debug logging would print them (their values are logged as
+//!    `Sensitive`);
+//! 2. gives the request an id (a sane incoming `X-Request-Id` is kept), its route template (from
+//!    the route table, see `http::routes`) and a span;
 //! 3. answers 431 `request_header_fields_too_large` to a head over `server.header_limit`;
 //! 4. sheds load beyond `server.concurrency_limit` with 503 `overloaded` at once (probes exempt:
 //!    an overloaded instance is still alive, and restarting it would make things worse);
@@ -21,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -31,7 +33,6 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::api::extract::{ClientAddr, RequestId};
 use crate::api::problem::{self, Problem};
 use crate::http::client_ip::TrustedProxies;
 use crate::shutdown::Shutdown;
@@ -40,8 +41,8 @@ use crate::telemetry::{OTEL_TARGET, metrics};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The route label of requests no route matched (404s), so labels stay bounded.
-pub const UNMATCHED: &str = "unmatched";
+use crate::http::routes::RouteTable;
+pub use crate::http::routes::UNMATCHED;
 
 /// An incoming id is kept when it is short and plain (so it is safe to log and echo); otherwise
 /// the request gets a fresh one.
@@ -63,6 +64,7 @@ struct Settings {
     traces: bool,
     shutdown: Shutdown,
     header_limit: usize,
+    routes: RouteTable,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,7 @@ impl RequestLayer {
         proxies: TrustedProxies,
         shutdown: Shutdown,
         header_limit: usize,
+        routes: RouteTable,
     ) -> Self {
         let settings = Settings {
             sensitive_headers,
@@ -87,6 +90,7 @@ impl RequestLayer {
             traces: crate::telemetry::traces_enabled(),
             shutdown,
             header_limit,
+            routes,
         };
         RequestLayer {
             settings: Arc::new(settings),
@@ -110,10 +114,12 @@ pub struct RequestService<S> {
     settings: Arc<Settings>,
 }
 
-impl<S> Service<Request> for RequestService<S>
+impl<S, B> Service<Request> for RequestService<S>
 where
-    S: Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S: Service<Request, Response = http::Response<B>, Error = std::convert::Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = Response;
     type Error = std::convert::Infallible;
@@ -125,9 +131,13 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let started = Instant::now();
-        for name in &self.settings.sensitive_headers {
-            if let Some(value) = req.headers_mut().get_mut(name) {
-                value.set_sensitive(true);
+        // Headers are logged only at debug level ("request received" below): marked then only.
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        if debug {
+            for name in &self.settings.sensitive_headers {
+                if let Some(value) = req.headers_mut().get_mut(name) {
+                    value.set_sensitive(true);
+                }
             }
         }
         let request_id = accept_request_id(req.headers()).unwrap_or_else(|| {
@@ -137,44 +147,41 @@ where
                     .encode_lower(&mut uuid::Uuid::encode_buffer()),
             )
         });
-        req.extensions_mut().insert(RequestId(request_id.clone()));
-        // Routing has already happened (see the module comment): the template is known.
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| Arc::from(UNMATCHED), |m| Arc::from(m.as_str()));
+        let route = self.settings.routes.find(req.uri().path());
         let probe = crate::http::is_probe_path(req.uri().path());
         let client = req
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| self.settings.proxies.client(c.0.ip(), req.headers()));
-        if let Some(ip) = client {
-            req.extensions_mut().insert(ClientAddr(ip));
-        }
         let span = if self.settings.traces {
-            server_span(&req, &route)
+            server_span(&req, &route.name)
         } else {
             tracing::Span::none()
         };
         let trace = span_ids(&span);
+        // The request's id, route and client travel in the task-local context (see
+        // `telemetry::context`), where the log lines and the extractors read them.
         let fields = Arc::new(RequestFields {
             request_id,
             method: req.method().clone(),
-            route,
+            route: route.name.clone(),
+            client,
             trace,
         });
-        tracing::debug!(
-            request_id = &*fields.request_id,
-            method = fields.method.as_str(),
-            route = &*fields.route,
-            path = req.uri().path(),
-            headers = ?req.headers(),
-            "request received"
-        );
+        if debug {
+            tracing::debug!(
+                request_id = &*fields.request_id,
+                method = fields.method.as_str(),
+                route = &*fields.route,
+                path = req.uri().path(),
+                headers = ?req.headers(),
+                "request received"
+            );
+        }
 
         if head_too_large(&req, self.settings.header_limit) {
             let mut response = Problem::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
-            finish(&mut response, &fields, probe, started, client, &span);
+            finish(&mut response, &fields, &route, probe, started, &span);
             return Box::pin(async move { Ok(response) });
         }
         let permit = if probe {
@@ -185,7 +192,7 @@ where
                 Err(_) => {
                     metrics::shed();
                     let mut response = Problem::overloaded().into_response();
-                    finish(&mut response, &fields, probe, started, client, &span);
+                    finish(&mut response, &fields, &route, probe, started, &span);
                     close_when_stopping(&mut response, &self.settings.shutdown);
                     return Box::pin(async move { Ok(response) });
                 }
@@ -199,18 +206,25 @@ where
         Box::pin(async move {
             let outcome = match inner {
                 Ok(future) => {
-                    let future = context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind());
-                    tokio::time::timeout(timeout, future).instrument(span.clone()).await
+                    // Boxed once here: the wrappers below then move a pointer, not the whole
+                    // (large) future of the stack below, which they would copy each time.
+                    let future = Box::pin(context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind()));
+                    let bounded = tokio::time::timeout(timeout, future);
+                    if span.is_none() {
+                        bounded.await
+                    } else {
+                        bounded.instrument(span.clone()).await
+                    }
                 }
                 Err(_) => Ok(Err(Box::new(()) as Box<dyn std::any::Any + Send>)),
             };
             drop((permit, in_flight));
             let mut response = match outcome {
-                Ok(Ok(Ok(response))) => response,
+                Ok(Ok(Ok(response))) => response.map(Body::new),
                 Ok(Err(_panic)) => Problem::internal().into_response(),
                 Err(_elapsed) => Problem::from_status(StatusCode::REQUEST_TIMEOUT).into_response(),
             };
-            finish(&mut response, &fields, probe, started, client, &span);
+            finish(&mut response, &fields, &route, probe, started, &span);
             close_when_stopping(&mut response, &shutdown);
             Ok(response)
         })
@@ -254,9 +268,9 @@ fn span_ids(span: &tracing::Span) -> Option<TraceIds> {
 fn finish(
     response: &mut Response,
     request: &RequestFields,
+    route: &metrics::RouteMetrics,
     probe: bool,
     started: Instant,
-    client: Option<std::net::IpAddr>,
     span: &tracing::Span,
 ) {
     render_problem(response, &request.request_id);
@@ -265,7 +279,7 @@ fn finish(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
-    metrics::http_request(&request.method, &request.route, status, elapsed);
+    route.record(&request.method, status, elapsed);
     if !span.is_none() {
         span.record("http.response.status_code", status);
         if response.status().is_server_error() {
@@ -273,7 +287,8 @@ fn finish(
         }
     }
     let latency_ms = (elapsed * 1_000_000.0).round() / 1000.0;
-    let client = client.map(field::display);
+    let mut client_text = IpText::default();
+    let client = request.client.map(|ip| client_text.format(ip));
     let (trace_id, span_id) = match &request.trace {
         Some(ids) => (Some(ids.trace_id.as_str()), Some(ids.span_id.as_str())),
         None => (None, None),
@@ -315,6 +330,55 @@ fn finish(
             span_id,
             "request completed"
         );
+    }
+}
+
+/// An IP address as text, written without the formatting machinery (a `Display` of an address
+/// costs more than the rest of the access line).
+struct IpText {
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        IpText { buf: [0; 45], len: 0 }
+    }
+}
+
+impl IpText {
+    fn format(&mut self, ip: std::net::IpAddr) -> &str {
+        self.len = 0;
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b'.');
+                    }
+                    if octet >= 100 {
+                        self.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        self.push(b'0' + octet / 10 % 10);
+                    }
+                    self.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+                let _ = write!(cursor, "{v6}");
+                self.len = usize::try_from(cursor.position()).unwrap_or(0);
+            }
+        }
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
     }
 }
 
@@ -378,6 +442,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_str(id).unwrap());
         h
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::default().format(ip), ip.to_string());
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ wait_http() { # url
 }
 
 # Starts PostgreSQL in $1 (a fresh directory) on port $2 as the postgres user when root; sets PG_URL.
+# PG_CPU (an array, e.g. (taskset -c 1)) pins the server; PG_OPTIONS adds server settings.
 start_postgres() {
   local dir=$1 port=$2 bindir
   bindir=$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -22,8 +23,8 @@ start_postgres() {
   if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); chown postgres "$dir"; fi
   "${as[@]}" "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C >/dev/null
   # Durable commits by default, as production runs; PG_SYNCHRONOUS_COMMIT=off makes the run CPU-bound.
-  "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=${PG_SYNCHRONOUS_COMMIT:-on}" start >/dev/null
+  ${PG_CPU[@]+"${PG_CPU[@]}"} "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c synchronous_commit=${PG_SYNCHRONOUS_COMMIT:-on} ${PG_OPTIONS:-}" start >/dev/null
   PG_CTL=("${as[@]}" "$bindir/pg_ctl" -D "$dir/data")
   PGBENCH="$bindir/pgbench"
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"

@@ -12,6 +12,7 @@ Usage: run.py --bin BIN [--backend sqlite|postgres ...] [--seed N] [--max-exampl
        [--max-time SECONDS] [--schemathesis PATH]
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -29,6 +30,15 @@ ENCRYPTION_KEY = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
 
 
 def run_backend(args, backend):
+    """Fuzzes one backend; returns (passed, report). The report is printed by the caller, whole,
+    so two backends run side by side do not interleave their lines."""
+    lines = []
+    print = lines.append  # noqa: A001
+    ok = fuzz_backend(args, backend, print)
+    return ok, "\n".join(lines)
+
+
+def fuzz_backend(args, backend, print):
     work = harness.workdir(f"contract-{backend}")
     stop_db = lambda: None  # noqa: E731
     if backend == "postgres":
@@ -115,7 +125,16 @@ def main():
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     args.bin = args.bin.resolve()
-    results = {b: run_backend(args, b) for b in (args.backend or ["sqlite", "postgres"])}
+    backends = args.backend or ["sqlite", "postgres"]
+    # Side by side: schemathesis is one Python process (one core at most) per backend, and the
+    # service it drives is idle most of the time, so on two cores this halves the wall time.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(backends)) as pool:
+        runs = {b: pool.submit(run_backend, args, b) for b in backends}
+        results = {}
+        for backend, run in runs.items():
+            ok, report = run.result()
+            print(report, flush=True)
+            results[backend] = ok
     failed = [b for b, ok in results.items() if not ok]
     if failed:
         print(f"contract: findings on {', '.join(failed)}")

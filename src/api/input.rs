@@ -56,7 +56,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
             .is_some_and(|m| m == "application/json" || (m.starts_with("application/") && m.ends_with("+json")));
-        // The body is bounded by the HTTP layer (`server.body_limit`), which every route is behind;
+        // The body is bounded by the request layer (`server.body_limit`), which every route is behind;
         // over it, reading fails with a length limit error.
         let _ = state;
         let bytes = axum::body::to_bytes(req.into_body(), usize::MAX).await.map_err(|e| {

@@ -13,16 +13,12 @@ mod test_routes;
 use std::time::Duration;
 
 use axum::Router;
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, header};
 use tower_http::compression::predicate::Predicate;
 use tower_http::compression::{Compression, CompressionLayer};
 use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
-use tower_http::limit::{RequestBodyLimit, RequestBodyLimitLayer};
 
 use crate::api::AppState;
 use crate::api::idempotency::IDEMPOTENCY_KEY;
@@ -33,8 +29,7 @@ use routes::RouteTable;
 
 /// The whole HTTP service: the middleware stack (see [`middleware`]) wrapped once around the
 /// router.
-pub type Service =
-    RequestService<Compression<RequestBodyLimit<tower::util::Either<Cors<Router>, Router>>, CompressWhen>>;
+pub type Service = RequestService<Compression<tower::util::Either<Cors<Router>, Router>, CompressWhen>>;
 
 /// The routes outside `/v1` (the API's come from its OpenAPI document).
 const SERVICE_ROUTES: &[&str] = &[
@@ -79,8 +74,12 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Serv
         .route("/health/ready", get(health::ready))
         .route(
             "/health/connection",
-            get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap| {
-                let answer = health::connection(&seen_by, peer, &headers);
+            get(move |headers: HeaderMap| {
+                // The request layer knows the connection's address (see `RequestService::for_peer`).
+                let answer = match crate::telemetry::context::peer() {
+                    Some(peer) => health::connection(&seen_by, peer, &headers),
+                    None => Problem::internal().into_response(),
+                };
                 async move { answer }
             }),
         )
@@ -103,26 +102,12 @@ pub fn router(state: AppState, server: &ServerConfig, test_routes: bool) -> Serv
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         .with_state(state);
 
-    let sensitive: Vec<HeaderName> = server
-        .sensitive_headers
-        .iter()
-        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-        .collect();
     // The stack wraps the router once, outermost first. (As `Router::layer` it would wrap every
     // route, at the price of a boxed service and future per request and layer.) The body limit
-    // is this layer's alone: handlers read bodies through `JsonBody`, which obeys it.
+    // is the request layer's alone: handlers read bodies through `JsonBody`, which obeys it.
     tower::ServiceBuilder::new()
-        .layer(RequestLayer::new(
-            sensitive,
-            server.concurrency_limit,
-            server.request_timeout,
-            proxies,
-            shutdown,
-            server.header_limit,
-            table,
-        ))
+        .layer(RequestLayer::new(server, proxies, shutdown, table))
         .layer(CompressionLayer::new().compress_when(CompressWhen(server.compression)))
-        .layer(RequestBodyLimitLayer::new(server.body_limit))
         .option_layer(cors(&server.cors_allowed_origins))
         .service(routes)
 }

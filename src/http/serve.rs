@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -38,6 +37,7 @@ pub async fn serve<S>(
 ) -> std::io::Result<()>
 where
     S: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + ForPeer
         + Clone
         + Send
         + 'static,
@@ -62,9 +62,8 @@ where
             accepted = listener.accept() => accepted,
             () = &mut closed => break,
         };
-        let per_connection = service.clone();
-        let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        let per_connection = service.for_peer(peer);
+        let service = tower::service_fn(move |request: http::Request<Incoming>| {
             per_connection.clone().oneshot(request.map(axum::body::Body::new))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
@@ -83,6 +82,17 @@ where
     closing.cancel();
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A service told, once per connection, the address its requests come from.
+pub trait ForPeer {
+    fn for_peer(&self, peer: SocketAddr) -> Self;
+}
+
+impl<S: Clone> ForPeer for super::middleware::request::RequestService<S> {
+    fn for_peer(&self, peer: SocketAddr) -> Self {
+        super::middleware::request::RequestService::for_peer(self, peer)
+    }
 }
 
 fn log_end(result: Result<(), hyper::Error>) {

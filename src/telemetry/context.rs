@@ -15,6 +15,8 @@ pub struct RequestFields {
     pub method: http::Method,
     /// The route template, or `unmatched`.
     pub route: Arc<str>,
+    /// The address the connection comes from.
+    pub peer: Option<std::net::SocketAddr>,
     /// The client's address (behind a trusted proxy, the one it reports).
     pub client: Option<std::net::IpAddr>,
     /// The request's trace and server span, when traces are exported.
@@ -32,6 +34,11 @@ pub struct TraceIds {
 /// Runs `future` as the serving of `fields`' request.
 pub fn scope<F: Future>(fields: Arc<RequestFields>, future: F) -> impl Future<Output = F::Output> {
     REQUEST.scope(fields, future)
+}
+
+/// The address the connection of the request being served comes from.
+pub fn peer() -> Option<std::net::SocketAddr> {
+    with_current(|fields| fields.peer).flatten()
 }
 
 /// The request being served by this task, if any.

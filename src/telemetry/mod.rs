@@ -1,5 +1,6 @@
 //! Logging: JSON lines on stdout (or a human format for a terminal), buffered so that logging a
 //! line never waits for the consumer of stdout. Panics are logged as events too.
+pub mod access;
 pub mod context;
 mod json;
 pub mod metrics;
@@ -53,12 +54,10 @@ pub fn init(config: &LogConfig) -> LogGuard {
         .unwrap_or_else(|| config.level.clone());
     let (writer, guard) = writer::BufferedStdout::new();
 
+    let statics = [("service", build_info::SERVICE_NAME), ("version", build_info::VERSION)];
     let output: Box<dyn Layer<Registry> + Send + Sync> = match config.format {
-        LogFormat::Json => Box::new(json::JsonLayer::new(
-            writer,
-            &[("service", build_info::SERVICE_NAME), ("version", build_info::VERSION)],
-        )),
-        LogFormat::Pretty => Box::new(tracing_subscriber::fmt::layer().with_writer(writer)),
+        LogFormat::Json => Box::new(json::JsonLayer::new(writer.clone(), &statics)),
+        LogFormat::Pretty => Box::new(tracing_subscriber::fmt::layer().with_writer(writer.clone())),
     };
     // A plain level is a static filter, far cheaper per span and event than directives.
     let filtered: Box<dyn Layer<Registry> + Send + Sync> = match directives.trim().parse::<LevelFilter>() {
@@ -90,6 +89,9 @@ pub fn init(config: &LogConfig) -> LogGuard {
         .try_init()
         .is_ok();
     TRACING.store(installed && traces.is_some(), Ordering::Relaxed);
+    if installed && matches!(config.format, LogFormat::Json) {
+        access::write_json_directly(writer, json::statics(&statics));
+    }
     if let Some(error) = traces_error {
         tracing::warn!(error, "traces are off: the OTLP exporter could not be set up");
     }

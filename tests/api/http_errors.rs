@@ -64,11 +64,19 @@ async fn framework_rejections_are_problems(backend: Backend) {
         .client
         .post(&echo)
         .header("content-type", "application/json")
-        .body(big)
+        .body(big.clone())
         .send()
         .await
         .unwrap();
     assert_problem(response, 413, "payload_too_large").await;
+
+    // The same body without a declared length (chunked) is cut off while it is read.
+    let (status, body) = chunked_post(app.addr, "/__test/echo", big.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("\"code\":\"payload_too_large\""), "{body}");
+    // Under the limit, chunked is read whole.
+    let (status, body) = chunked_post(app.addr, "/__test/echo", br#"{"name":"a","amount":1}"#).await;
+    assert_eq!(status, 200, "{body}");
 
     // And a valid request still works.
     let response = json(r#"{"name":"a","amount":1}"#).send().await.unwrap();
@@ -129,4 +137,25 @@ async fn a_handler_panic_is_a_500_and_the_next_request_is_served() {
     };
     assert_problem(app.get("/__test/panic").await, 500, "internal_error").await;
     assert_eq!(app.get("/health/live").await.status(), 200);
+}
+
+/// A JSON POST whose body is sent chunked (no Content-Length), over a raw connection; returns the
+/// status and the body of the answer.
+async fn chunked_post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
 }

@@ -5,7 +5,9 @@
 //!    `Sensitive`);
 //! 2. gives the request an id (a sane incoming `X-Request-Id` is kept), its route template (from
 //!    the route table, see `http::routes`) and a span;
-//! 3. answers 431 `request_header_fields_too_large` to a head over `server.header_limit`;
+//! 3. answers 431 `request_header_fields_too_large` to a head over `server.header_limit`, and
+//!    413 `payload_too_large` to a body declared over `server.body_limit` (a body is read through
+//!    a limit; handlers answer 413 when it is exceeded);
 //! 4. sheds load beyond `server.concurrency_limit` with 503 `overloaded` at once (probes exempt:
 //!    an overloaded instance is still alive, and restarting it would make things worse);
 //! 5. bounds the request by `server.request_timeout` (408 `request_timeout`);
@@ -23,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -34,8 +36,10 @@ use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::api::problem::{self, Problem};
+use crate::config::ServerConfig;
 use crate::http::client_ip::TrustedProxies;
 use crate::shutdown::Shutdown;
+use crate::telemetry::access::{self, Access};
 use crate::telemetry::context::{self, RequestFields, TraceIds};
 use crate::telemetry::{OTEL_TARGET, metrics};
 
@@ -64,6 +68,7 @@ struct Settings {
     traces: bool,
     shutdown: Shutdown,
     header_limit: usize,
+    body_limit: usize,
     routes: RouteTable,
 }
 
@@ -73,23 +78,22 @@ pub struct RequestLayer {
 }
 
 impl RequestLayer {
-    pub fn new(
-        sensitive_headers: Vec<HeaderName>,
-        concurrency_limit: usize,
-        timeout: Duration,
-        proxies: TrustedProxies,
-        shutdown: Shutdown,
-        header_limit: usize,
-        routes: RouteTable,
-    ) -> Self {
+    /// The layer for `server`'s settings, with the proxies it trusts, the process's shutdown
+    /// and the table of the router's route templates.
+    pub fn new(server: &ServerConfig, proxies: TrustedProxies, shutdown: Shutdown, routes: RouteTable) -> Self {
         let settings = Settings {
-            sensitive_headers,
+            sensitive_headers: server
+                .sensitive_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
             proxies,
-            permits: Arc::new(Semaphore::new(concurrency_limit)),
-            timeout,
+            permits: Arc::new(Semaphore::new(server.concurrency_limit)),
+            timeout: server.request_timeout,
             traces: crate::telemetry::traces_enabled(),
             shutdown,
-            header_limit,
+            header_limit: server.header_limit,
+            body_limit: server.body_limit,
             routes,
         };
         RequestLayer {
@@ -104,6 +108,7 @@ impl<S> Layer<S> for RequestLayer {
         RequestService {
             inner,
             settings: self.settings.clone(),
+            peer: None,
         }
     }
 }
@@ -112,6 +117,20 @@ impl<S> Layer<S> for RequestLayer {
 pub struct RequestService<S> {
     inner: S,
     settings: Arc<Settings>,
+    /// The address of the connection this copy serves (see `for_peer`).
+    peer: Option<std::net::SocketAddr>,
+}
+
+impl<S: Clone> RequestService<S> {
+    /// The copy that serves one connection: its requests come from `peer`. (Told once per
+    /// connection, rather than as an extension every request would allocate.)
+    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+        RequestService {
+            inner: self.inner.clone(),
+            settings: self.settings.clone(),
+            peer: Some(peer),
+        }
+    }
 }
 
 impl<S, B> Service<Request> for RequestService<S>
@@ -149,10 +168,9 @@ where
         });
         let route = self.settings.routes.find(req.uri().path());
         let probe = crate::http::is_probe_path(req.uri().path());
-        let client = req
-            .extensions()
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| self.settings.proxies.client(c.0.ip(), req.headers()));
+        let client = self
+            .peer
+            .map(|peer| self.settings.proxies.client(peer.ip(), req.headers()));
         let span = if self.settings.traces {
             server_span(&req, &route.name)
         } else {
@@ -165,6 +183,7 @@ where
             request_id,
             method: req.method().clone(),
             route: route.name.clone(),
+            peer: self.peer,
             client,
             trace,
         });
@@ -179,8 +198,13 @@ where
             );
         }
 
-        if head_too_large(&req, self.settings.header_limit) {
-            let mut response = Problem::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
+        let too_large = if head_too_large(&req, self.settings.header_limit) {
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        } else {
+            limit_body(&mut req, self.settings.body_limit).err()
+        };
+        if let Some(status) = too_large {
+            let mut response = Problem::from_status(status).into_response();
             finish(&mut response, &fields, &route, probe, started, &span);
             return Box::pin(async move { Ok(response) });
         }
@@ -198,17 +222,17 @@ where
                 }
             }
         };
-        // A panic while building the future is caught like one while running it.
-        let inner = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
+        // A panic while building the future is caught like one while running it. Boxed at once:
+        // the wrappers below and the future of this layer then move a pointer, not the whole
+        // (large) future of the stack below, which they would copy each time.
+        let inner = std::panic::catch_unwind(AssertUnwindSafe(|| Box::pin(self.inner.call(req))));
         let timeout = self.settings.timeout;
         let shutdown = self.settings.shutdown.clone();
         let in_flight = metrics::InFlight::start();
         Box::pin(async move {
             let outcome = match inner {
                 Ok(future) => {
-                    // Boxed once here: the wrappers below then move a pointer, not the whole
-                    // (large) future of the stack below, which they would copy each time.
-                    let future = Box::pin(context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind()));
+                    let future = context::scope(fields.clone(), AssertUnwindSafe(future).catch_unwind());
                     let bounded = tokio::time::timeout(timeout, future);
                     if span.is_none() {
                         bounded.await
@@ -278,59 +302,41 @@ fn finish(
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let status = response.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
-    route.record(&request.method, status, elapsed);
+    let elapsed = started.elapsed();
+    route.record(&request.method, status, elapsed.as_secs_f64());
     if !span.is_none() {
         span.record("http.response.status_code", status);
         if response.status().is_server_error() {
             span.record("otel.status_code", "ERROR");
         }
     }
-    let latency_ms = (elapsed * 1_000_000.0).round() / 1000.0;
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let mut client_text = IpText::default();
     let client = request.client.map(|ip| client_text.format(ip));
     let (trace_id, span_id) = match &request.trace {
         Some(ids) => (Some(ids.trace_id.as_str()), Some(ids.span_id.as_str())),
         None => (None, None),
     };
-    let (request_id, method, route) = (&*request.request_id, request.method.as_str(), &*request.route);
-    if probe {
-        tracing::debug!(
-            request_id,
-            method,
-            route,
-            status,
-            latency_ms,
-            client,
-            trace_id,
-            span_id,
-            "request completed"
-        );
+    let level = if probe {
+        tracing::Level::DEBUG
     } else if response.status().is_server_error() {
-        tracing::warn!(
-            request_id,
-            method,
-            route,
-            status,
-            latency_ms,
-            client,
-            trace_id,
-            span_id,
-            "request completed"
-        );
+        tracing::Level::WARN
     } else {
-        tracing::info!(
-            request_id,
-            method,
-            route,
+        tracing::Level::INFO
+    };
+    access::log(
+        level,
+        &Access {
+            request_id: &request.request_id,
+            method: request.method.as_str(),
+            route: &request.route,
             status,
-            latency_ms,
+            latency_us,
             client,
             trace_id,
             span_id,
-            "request completed"
-        );
-    }
+        },
+    );
 }
 
 /// An IP address as text, written without the formatting machinery (a `Display` of an address
@@ -380,6 +386,25 @@ impl IpText {
             self.len += 1;
         }
     }
+}
+
+/// Bounds the body by `limit`: a declared length over it is refused at once (413); otherwise the
+/// body is read through `http_body_util::Limited` (whose error handlers answer 413). A request
+/// without a body, most of them, is left as it is.
+fn limit_body(req: &mut Request, limit: usize) -> Result<(), StatusCode> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    if !http_body::Body::is_end_stream(req.body()) {
+        let limit = declared.map_or(limit, |len| len.min(limit));
+        let body = std::mem::take(req.body_mut());
+        *req.body_mut() = Body::new(http_body_util::Limited::new(body, limit));
+    }
+    Ok(())
 }
 
 /// The request line and headers over `limit` bytes, or over `MAX_HEADERS` headers.

@@ -89,12 +89,6 @@ pub trait ForPeer {
     fn for_peer(&self, peer: SocketAddr) -> Self;
 }
 
-impl<S: Clone> ForPeer for super::middleware::request::RequestService<S> {
-    fn for_peer(&self, peer: SocketAddr) -> Self {
-        super::middleware::request::RequestService::for_peer(self, peer)
-    }
-}
-
 fn log_end(result: Result<(), hyper::Error>) {
     if let Err(e) = result
         && !e.is_incomplete_message()

@@ -121,10 +121,10 @@ pub struct RequestService<S> {
     peer: Option<std::net::SocketAddr>,
 }
 
-impl<S: Clone> RequestService<S> {
-    /// The copy that serves one connection: its requests come from `peer`. (Told once per
-    /// connection, rather than as an extension every request would allocate.)
-    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
+/// The copy that serves one connection: its requests come from `peer`. (Told once per
+/// connection, rather than as an extension every request would allocate.)
+impl<S: Clone> crate::http::serve::ForPeer for RequestService<S> {
+    fn for_peer(&self, peer: std::net::SocketAddr) -> Self {
         RequestService {
             inner: self.inner.clone(),
             settings: self.settings.clone(),

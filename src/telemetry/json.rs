@@ -71,14 +71,7 @@ pub(super) fn access_line(
     a: &super::access::Access<'_>,
 ) {
     buf.reserve(400);
-    buf.extend_from_slice(b"{\"timestamp\":\"");
-    push_timestamp(buf);
-    buf.extend_from_slice(b"\",\"level\":\"");
-    buf.extend_from_slice(level.as_str().as_bytes());
-    buf.extend_from_slice(b"\",\"target\":\"");
-    buf.extend_from_slice(plain(target));
-    buf.push(b'"');
-    buf.extend_from_slice(statics);
+    line_start(buf, &level, target, statics);
     buf.extend_from_slice(b",\"message\":\"");
     buf.extend_from_slice(plain(message));
     buf.extend_from_slice(b"\",\"request_id\":\"");

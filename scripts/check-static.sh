@@ -2,8 +2,8 @@
 # The optional fully static build: glibc linked in (`-C target-feature=+crt-static`, on the gnu
 # target, the only one this machine has). Shown to work: it is statically linked, it starts and
 # serves, and it resolves a host name (`localhost`, in a PostgreSQL URL it migrates through).
-# Usage: scripts/check-static.sh [build|check]   (builds into target/static, then checks the binary;
-#        CI builds in the background while other steps run, then checks)
+# Usage: scripts/check-static.sh [build|check]   (no argument: builds into target/static, then
+#        checks the binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

@@ -1,10 +1,15 @@
 //! The billing rules, free of I/O: money and currencies, the invoice state machine and its
-//! totals, and the double-entry postings each money movement makes.
+//! totals, the double-entry postings each money movement makes, and (for subscriptions) billing
+//! periods in the tenant's calendar, what a price charges for a period, and proration.
+pub mod calendar;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;
 pub mod metadata;
 pub mod money;
+pub mod pricing;
+pub mod proration;
+pub mod ratio;
 pub mod text;
 
 /// A problem with one field of a request, reported together with all the others.

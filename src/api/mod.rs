@@ -11,7 +11,9 @@ pub mod ledger;
 pub mod list;
 pub mod openapi;
 pub mod payments;
+pub mod prices;
 pub mod problem;
+pub mod products;
 pub mod rate_limit;
 pub mod read;
 pub mod schema;
@@ -41,6 +43,11 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payments::retrieve))
         .routes(routes!(payments::create_refund, payments::list_refunds))
         .routes(routes!(payments::retrieve_refund))
+        .routes(routes!(products::create, products::list))
+        .routes(routes!(products::retrieve, products::update))
+        .routes(routes!(prices::create, prices::list))
+        .routes(routes!(prices::retrieve, prices::update))
+        .routes(routes!(prices::create_version))
         .routes(routes!(ledger::list))
         .routes(routes!(events::list))
         .routes(routes!(events::retrieve))

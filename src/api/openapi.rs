@@ -3,7 +3,7 @@
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+use utoipa::openapi::schema::{AdditionalProperties, AllOfBuilder, ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, Required, ResponseBuilder, Schema};
 use utoipa::{OpenApi as _, ToSchema};
@@ -42,6 +42,8 @@ pub struct ProblemDoc {
         (name = "invoices", description = "Drafts, finalization, voiding; numbers are gapless per tenant"),
         (name = "payments", description = "Money received against invoices"),
         (name = "refunds", description = "Money given back against payments"),
+        (name = "products", description = "What you sell"),
+        (name = "prices", description = "What a product costs per period; a change is a new version"),
         (name = "ledger", description = "The append-only double-entry ledger"),
         (name = "events", description = "What changed, recorded with the change (a transactional outbox)"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints (Standard Webhooks)"),
@@ -103,9 +105,17 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
     // out altogether (the body reader takes no body, or `null`, as `{}`).
     let mut optional_bodies = Vec::new();
     for (name, schema) in components.schemas.iter_mut() {
-        if let (true, RefOr::T(Schema::Object(object))) = (name.ends_with("Params"), schema) {
+        if let (true, RefOr::T(Schema::Object(object))) = (name.ends_with("Params"), &mut *schema) {
             object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
-            if object.required.is_empty() {
+            if PRICING_BODIES.contains(&name.as_str()) {
+                let fields = std::mem::take(object);
+                *schema = RefOr::T(Schema::AllOf(
+                    AllOfBuilder::new()
+                        .item(Schema::Object(fields))
+                        .item(pricing_alternatives())
+                        .build(),
+                ));
+            } else if object.required.is_empty() {
                 optional_bodies.push(format!("#/components/schemas/{name}"));
             }
         }
@@ -165,6 +175,26 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
     api
 }
 
+/// The bodies that say what a price charges: `unit_amount`, or `tiers_mode` with `tiers`, one or
+/// the other (as `api::prices` checks it).
+const PRICING_BODIES: &[&str] = &["PriceCreateParams", "PriceVersionParams"];
+
+fn pricing_alternatives() -> Schema {
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let per_unit = ObjectBuilder::new()
+        .property("unit_amount", ObjectBuilder::new().schema_type(Type::Integer))
+        .property("tiers_mode", null())
+        .property("tiers", null())
+        .required("unit_amount");
+    let tiered = ObjectBuilder::new()
+        .property("unit_amount", null())
+        .property("tiers_mode", ObjectBuilder::new().schema_type(Type::String))
+        .property("tiers", ObjectBuilder::new().schema_type(Type::Array))
+        .required("tiers_mode")
+        .required("tiers");
+    OneOfBuilder::new().item(per_unit).item(tiered).build().into()
+}
+
 /// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) on a response; `Retry-After` on 429.
 fn add_rate_limit_headers(response: &mut utoipa::openapi::Response) {
     let text = || ObjectBuilder::new().schema_type(Type::String).build();
@@ -215,6 +245,8 @@ const COLLECTIONS: &[(&str, Kind)] = &[
     ("/v1/invoices", Kind::Invoice),
     ("/v1/payments", Kind::Payment),
     ("/v1/refunds", Kind::Refund),
+    ("/v1/products", Kind::Product),
+    ("/v1/prices", Kind::Price),
     ("/v1/ledger_entries", Kind::LedgerEntry),
     ("/v1/events", Kind::Event),
     ("/v1/webhook_endpoints", Kind::WebhookEndpoint),
@@ -241,6 +273,7 @@ fn constrain_parameters(path: &str, op: &mut Operation) {
             (ParameterIn::Path, "line_id") => Some(id_schema(Kind::InvoiceLine)),
             (ParameterIn::Query, "starting_after" | "ending_before") => listed.map(id_schema),
             (ParameterIn::Query, "customer") => Some(id_schema(Kind::Customer)),
+            (ParameterIn::Query, "product") => Some(id_schema(Kind::Product)),
             (ParameterIn::Query, "invoice") => Some(id_schema(Kind::Invoice)),
             (ParameterIn::Query, "payment") => Some(id_schema(Kind::Payment)),
             (ParameterIn::Query, "endpoint") => Some(id_schema(Kind::WebhookEndpoint)),
@@ -286,6 +319,57 @@ type LinkSpec = (
 );
 
 const LINKS: &[LinkSpec] = &[
+    (
+        "products_create",
+        "201",
+        "GetProduct",
+        "products_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "products_create",
+        "201",
+        "UpdateProduct",
+        "products_update",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "products_create",
+        "201",
+        "CreatePrice",
+        "prices_create",
+        &[],
+        Some(|| {
+            serde_json::json!({"product": "$response.body#/id", "currency": "usd",
+            "recurring": {"interval": "month"}, "unit_amount": 2900})
+        }),
+    ),
+    (
+        "prices_create",
+        "201",
+        "GetPrice",
+        "prices_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "prices_create",
+        "201",
+        "UpdatePrice",
+        "prices_update",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "prices_create",
+        "201",
+        "VersionPrice",
+        "prices_create_version",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
     (
         "customers_create",
         "201",

@@ -27,6 +27,7 @@ pub const CODES: &[&str] = &[
     "duplicate_reference",
     "payment_fully_refunded",
     "too_many_lines",
+    "price_superseded",
     "idempotency_key_in_use",
     "payload_too_large",
     "request_header_fields_too_large",

@@ -138,6 +138,10 @@ schema!(
     PaymentId => id(Kind::Payment)
 );
 schema!(
+    /// A product id (`prod_…`).
+    ProductId => id(Kind::Product)
+);
+schema!(
     /// A webhook endpoint id (`we_…`).
     WebhookEndpointId => id(Kind::WebhookEndpoint)
 );

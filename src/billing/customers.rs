@@ -1,7 +1,7 @@
 use sqlx::AnyConnection;
 
 use crate::domain::ids::{Kind, new_id};
-use crate::domain::metadata::{self, Metadata};
+use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
 use crate::objects::Customer;
 use crate::operation::{Ctx, Error, Result};
@@ -65,15 +65,7 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Custom
         customer.email = Some(email);
     }
     if let Some(metadata) = input.metadata {
-        customer.metadata.extend(metadata);
-        customer.metadata.retain(|_, v| !v.is_empty());
-        if customer.metadata.len() > metadata::MAX_KEYS {
-            return Err(Error::invalid(
-                "metadata",
-                "too_many_keys",
-                format!("at most {} keys", metadata::MAX_KEYS),
-            ));
-        }
+        super::merge_metadata(&mut customer.metadata, metadata)?;
     }
     customers::update(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.updated", &customer.id).await?;

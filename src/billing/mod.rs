@@ -2,8 +2,27 @@
 //! applies the domain rules to what the store holds, and writes its effects (rows, ledger
 //! postings, audit, events). The reads beside them answer the same objects, so the API calls
 //! this layer for both.
+pub mod catalog;
 pub mod customers;
 pub mod events;
 pub mod invoices;
 pub mod ledger;
 pub mod payments;
+
+use crate::domain::metadata::{self, Metadata};
+use crate::operation::{Error, Result};
+
+/// An update's metadata merged into an object's: keys are replaced, an empty value removes its
+/// key, and the result must stay within `metadata::MAX_KEYS` (422 `too_many_keys`).
+pub(crate) fn merge_metadata(current: &mut Metadata, changes: Metadata) -> Result<()> {
+    current.extend(changes);
+    current.retain(|_, v| !v.is_empty());
+    if current.len() > metadata::MAX_KEYS {
+        return Err(Error::invalid(
+            "metadata",
+            "too_many_keys",
+            format!("at most {} keys", metadata::MAX_KEYS),
+        ));
+    }
+    Ok(())
+}

@@ -17,6 +17,8 @@ pub enum Kind {
     WebhookEndpoint,
     WebhookDelivery,
     WebhookAttempt,
+    Product,
+    Price,
 }
 
 impl Kind {
@@ -35,6 +37,8 @@ impl Kind {
             Kind::WebhookEndpoint => "we_",
             Kind::WebhookDelivery => "wd_",
             Kind::WebhookAttempt => "wa_",
+            Kind::Product => "prod_",
+            Kind::Price => "price_",
         }
     }
 
@@ -54,6 +58,8 @@ impl Kind {
             Kind::WebhookEndpoint => "webhook endpoint",
             Kind::WebhookDelivery => "webhook delivery",
             Kind::WebhookAttempt => "webhook attempt",
+            Kind::Product => "product",
+            Kind::Price => "price",
         }
     }
 }

@@ -46,6 +46,9 @@ pub const FIELD_CODES: &[&str] = &[
     "currency_locked",
     "exceeds_amount_remaining",
     "exceeds_refundable",
+    "invalid_pricing",
+    "invalid_tiers",
+    "interval_too_long",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -61,6 +64,8 @@ pub const RULE_CODES: &[&str] = &[
     "currency_locked",
     "exceeds_amount_remaining",
     "exceeds_refundable",
+    "invalid_tiers",
+    "interval_too_long",
 ];
 
 impl FieldError {

@@ -1,7 +1,6 @@
 //! What a price charges for one full period of a given quantity.
 //!
-//! Four models, as Stripe and Lago have them:
-//! - **flat**: one fixed amount per period (the quantity must be 1);
+//! Three models, as Stripe has them (a flat fee is a per-unit price of quantity 1):
 //! - **per unit**: `quantity × unit_amount`;
 //! - **graduated** tiers: each unit is charged at the tier it falls in (the first 10 at one
 //!   price, the next 40 at another…), plus the flat fee of every tier reached;
@@ -28,7 +27,6 @@ pub struct Tier {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Model {
-    Flat { amount: i64 },
     PerUnit { unit_amount: i64 },
     Graduated(Vec<Tier>),
     Volume(Vec<Tier>),
@@ -111,7 +109,7 @@ pub fn check_tiers(tiers: &[Tier]) -> Result<(), FieldError> {
 }
 
 /// The rows one full period of `quantity` units costs; `None` when the quantity does not fit the
-/// model (0 or above `MAX_QUANTITY`, or not 1 for a flat price) or an amount overflows. Rows of
+/// model (0 or above `MAX_QUANTITY`) or the amount goes over `MAX_AMOUNT`. Rows of
 /// amount 0 are left out, except the single row of a price that costs nothing.
 pub fn period_rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
     if !(1..=MAX_QUANTITY).contains(&quantity) {
@@ -124,12 +122,6 @@ pub fn period_rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
         flat_fee,
     };
     let mut rows = match model {
-        Model::Flat { amount } => {
-            if quantity != 1 {
-                return None;
-            }
-            vec![row(1, *amount, None, false)]
-        }
         Model::PerUnit { unit_amount } => vec![row(quantity, *unit_amount, None, false)],
         Model::Volume(tiers) => {
             let (i, tier) = tiers
@@ -195,8 +187,7 @@ mod tests {
 
     #[test]
     fn each_model_charges_as_documented() {
-        assert_eq!(period_amount(&Model::Flat { amount: 2_900 }, 1), Some(2_900));
-        assert_eq!(period_amount(&Model::Flat { amount: 2_900 }, 2), None);
+        assert_eq!(period_amount(&Model::PerUnit { unit_amount: 2_900 }, 1), Some(2_900));
         assert_eq!(period_amount(&Model::PerUnit { unit_amount: 700 }, 3), Some(2_100));
         // Graduated, 60 units: 10 × 5.00 + (40 × 4.00 + 10.00) + 10 × 3.00.
         assert_eq!(

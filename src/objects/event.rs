@@ -12,6 +12,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.marked_uncollectible",
     "payment.created",
     "refund.created",
+    "product.created",
+    "product.updated",
+    "price.created",
+    "price.updated",
     "webhook_endpoint.disabled",
 ];
 

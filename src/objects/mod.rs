@@ -5,6 +5,7 @@
 //! where the stored and the public shape agree, builds them from its rows where they do not
 //! (invoices with their lines, webhook endpoints without their secrets), and billing, webhooks
 //! and the API hand them on unchanged. An event's payload is the object as it was then.
+mod catalog;
 mod customer;
 mod event;
 mod invoice;
@@ -12,6 +13,7 @@ mod ledger;
 mod payment;
 mod webhook;
 
+pub use catalog::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
 pub use customer::{Balance, Customer, CustomerBalance};
 pub use event::{EVENT_TYPES, Event};
 pub use invoice::{Invoice, LineItem, LineList};

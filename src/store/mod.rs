@@ -4,6 +4,7 @@
 //! where the backends' SQL differs (transaction start, row locks, session settings) are named in
 //! [`dialect`]. Each module owns its tables: its column lists, its row mapping, its filters.
 pub mod audit;
+pub mod catalog;
 pub mod customers;
 mod dialect;
 pub mod events;

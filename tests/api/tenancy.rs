@@ -43,6 +43,19 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         .await
         .expect(200);
     let delivery = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    // A's catalogue: a product and a price.
+    let product = a.post("/v1/products", json!({"name": "Plan"})).await.id();
+    let price = a
+        .post(
+            "/v1/prices",
+            json!({"product": product, "currency": "usd", "recurring": {"interval": "month"}, "unit_amount": 900}),
+        )
+        .await
+        .id();
+    let catalogue_before = (
+        a.get(&format!("/v1/products/{product}")).await.expect(200),
+        a.get(&format!("/v1/prices/{price}")).await.expect(200),
+    );
     let event = deliveries["data"][0]["event"].as_str().unwrap().to_owned();
     let ids: BTreeMap<&str, &str> = [
         ("customer", customer.as_str()),
@@ -53,12 +66,14 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("endpoint", endpoint.as_str()),
         ("delivery", delivery.as_str()),
         ("event", event.as_str()),
+        ("product", product.as_str()),
+        ("price", price.as_str()),
     ]
     .into();
     let before = snapshot(&a, &customer, &draft_id, &invoice, &payment).await;
 
     // What tenant B sends to each route: the path with A's ids, and a body that would be valid.
-    let cases: Vec<(&str, &str, String, Option<Value>)> = vec![
+    let mut cases: Vec<(&str, &str, String, Option<Value>)> = vec![
         ("get", "/v1/customers/{id}", format!("/v1/customers/{customer}"), None),
         (
             "post",
@@ -180,6 +195,34 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             Some(json!({})),
         ),
     ];
+    cases.extend([
+        ("get", "/v1/products/{id}", format!("/v1/products/{product}"), None),
+        (
+            "post",
+            "/v1/products/{id}",
+            format!("/v1/products/{product}"),
+            Some(json!({"name": "stolen"})),
+        ),
+        (
+            "post",
+            "/v1/prices",
+            "/v1/prices".into(),
+            Some(json!({"product": product, "currency": "usd", "recurring": {"interval": "month"}, "unit_amount": 1})),
+        ),
+        ("get", "/v1/prices/{id}", format!("/v1/prices/{price}"), None),
+        (
+            "post",
+            "/v1/prices/{id}",
+            format!("/v1/prices/{price}"),
+            Some(json!({"active": false})),
+        ),
+        (
+            "post",
+            "/v1/prices/{id}/versions",
+            format!("/v1/prices/{price}/versions"),
+            Some(json!({"unit_amount": 1})),
+        ),
+    ]);
     // Listings: A's ids as cursors are 404; as filters they match nothing.
     let lists: Vec<Listing> = vec![
         ("/v1/customers", "customer", &[]),
@@ -188,6 +231,8 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("/v1/refunds", "refund", &[("payment", "payment")]),
         ("/v1/ledger_entries", "", &[("customer", "customer")]),
         ("/v1/events", "event", &[]),
+        ("/v1/products", "product", &[]),
+        ("/v1/prices", "price", &[("product", "product")]),
         ("/v1/webhook_endpoints", "endpoint", &[]),
         (
             "/v1/webhook_deliveries",
@@ -215,6 +260,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
     covered.extend(lists.iter().map(|(p, _, _)| ("get".to_owned(), (*p).to_owned())));
     covered.push(("post".into(), "/v1/customers".into())); // creates in B's own tenant
     covered.push(("post".into(), "/v1/webhook_endpoints".into())); // likewise
+    covered.push(("post".into(), "/v1/products".into())); // likewise
     documented.sort();
     covered.sort();
     assert_eq!(documented, covered, "every documented route is checked for isolation");
@@ -257,6 +303,14 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         snapshot(&a, &customer, &draft_id, &invoice, &payment).await,
         before,
         "tenant A's objects did not change"
+    );
+    assert_eq!(
+        (
+            a.get(&format!("/v1/products/{product}")).await.expect(200),
+            a.get(&format!("/v1/prices/{price}")).await.expect(200),
+        ),
+        catalogue_before,
+        "nor did its catalogue"
     );
 }
 

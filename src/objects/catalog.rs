@@ -1,0 +1,169 @@
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::calendar::Unit;
+use crate::domain::metadata::Metadata;
+use crate::domain::pricing::Tier;
+
+/// What is sold: prices say for how much and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Product {
+    pub id: String,
+    #[schema(example = "product")]
+    pub object: &'static str,
+    pub name: String,
+    pub description: Option<String>,
+    /// Whether it is offered; archiving a product leaves its prices and subscriptions as they are.
+    pub active: bool,
+    pub metadata: Metadata,
+    pub created: i64,
+}
+
+impl Product {
+    pub const OBJECT: &'static str = "product";
+}
+
+/// The unit a recurring price counts its interval in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Interval {
+    pub fn unit(self) -> Unit {
+        match self {
+            Interval::Day => Unit::Day,
+            Interval::Week => Unit::Week,
+            Interval::Month => Unit::Month,
+            Interval::Year => Unit::Year,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.unit().as_str()
+    }
+
+    pub fn parse(s: &str) -> Option<Interval> {
+        Some(match Unit::parse(s)? {
+            Unit::Day => Interval::Day,
+            Unit::Week => Interval::Week,
+            Unit::Month => Interval::Month,
+            Unit::Year => Interval::Year,
+        })
+    }
+}
+
+/// How often a price charges: every `interval_count` `interval`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Recurring {
+    pub interval: Interval,
+    pub interval_count: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingScheme {
+    /// `quantity × unit_amount`.
+    PerUnit,
+    /// By `tiers`, in `tiers_mode`.
+    Tiered,
+}
+
+impl BillingScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillingScheme::PerUnit => "per_unit",
+            BillingScheme::Tiered => "tiered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BillingScheme> {
+        [BillingScheme::PerUnit, BillingScheme::Tiered]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TiersMode {
+    /// Each unit at the price of the tier it falls in, plus the flat fee of every tier reached.
+    Graduated,
+    /// Every unit at the price of the tier the whole quantity falls in, plus its flat fee.
+    Volume,
+}
+
+impl TiersMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TiersMode::Graduated => "graduated",
+            TiersMode::Volume => "volume",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TiersMode> {
+        [TiersMode::Graduated, TiersMode::Volume]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// One tier: the units up to `up_to`, inclusive (`null`: every unit above the previous tier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceTier {
+    pub up_to: Option<i64>,
+    pub unit_amount: i64,
+    pub flat_amount: i64,
+}
+
+impl PriceTier {
+    /// The tier as `pricing` computes with it.
+    pub fn tier(&self) -> Tier {
+        Tier {
+            up_to: self.up_to,
+            unit_amount: self.unit_amount,
+            flat_amount: self.flat_amount,
+        }
+    }
+}
+
+/// What a product costs per period, in one currency. What it charges never changes: a change is
+/// a new version (`POST /v1/prices/{id}/versions`), which replaces this one for new
+/// subscriptions.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Price {
+    pub id: String,
+    #[schema(example = "price")]
+    pub object: &'static str,
+    #[serde(rename = "product")]
+    pub product_id: String,
+    pub currency: String,
+    /// Whether new subscriptions may use it.
+    pub active: bool,
+    /// A name for people, never shown to customers.
+    pub nickname: Option<String>,
+    pub recurring: Recurring,
+    pub billing_scheme: BillingScheme,
+    /// For `per_unit`: the amount of one unit for one period, in the minor unit.
+    pub unit_amount: Option<i64>,
+    /// For `tiered`.
+    pub tiers_mode: Option<TiersMode>,
+    /// For `tiered`: in order, the last one unbounded.
+    pub tiers: Option<Vec<PriceTier>>,
+    /// 1 for a new price; one more for each version after it.
+    pub version: i64,
+    /// The price this version replaced.
+    pub previous_version: Option<String>,
+    /// The version that replaced this price.
+    pub superseded_by: Option<String>,
+    pub metadata: Metadata,
+    pub created: i64,
+}
+
+impl Price {
+    pub const OBJECT: &'static str = "price";
+}

@@ -10,6 +10,7 @@ pub mod money;
 pub mod pricing;
 pub mod proration;
 pub mod ratio;
+pub mod subscription;
 pub mod text;
 
 /// A problem with one field of a request, reported together with all the others.

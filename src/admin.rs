@@ -1,7 +1,7 @@
 //! Operator commands that act on the database: API keys, tenant settings, webhook keys and
 //! delivery, idempotency-key purges.
 use crate::auth::{SCOPES, api_key};
-use crate::cli::{ApikeyAction, IdempotencyAction, TenantAction, WebhooksAction};
+use crate::cli::{ApikeyAction, CyclesAction, IdempotencyAction, TenantAction, WebhooksAction};
 use crate::config::{Config, IdempotencyConfig};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, tenants, webhooks};
@@ -118,6 +118,46 @@ async fn dispatch(store: &Store, config: &Config, until_idle: bool) -> Result<()
     dispatcher.run(stop, config.shutdown.drain_timeout).await;
     tracing::info!("webhook dispatcher stopped");
     Ok(())
+}
+
+/// Bills what is due by `--until` (default now) and exits.
+pub async fn cycles(store: &Store, action: CyclesAction) -> Result<(), String> {
+    let CyclesAction::Run { until } = action;
+    let now = crate::clock::now();
+    let until = match until {
+        None => now,
+        Some(text) => parse_instant(&text).ok_or_else(|| format!("--until {text:?}: not Unix seconds or RFC 3339"))?,
+    };
+    if until > now + 60 {
+        return Err(format!(
+            "--until is {} s ahead of now: periods that have not started are not billed",
+            until - now
+        ));
+    }
+    let report = crate::billing::cycles::run_until(store, until, &tokio_util::sync::CancellationToken::new()).await;
+    println!(
+        "{} period(s) billed over {} subscription(s); {} failed (left due)",
+        report.periods, report.subscriptions, report.failures
+    );
+    if report.failures > 0 {
+        return Err(format!(
+            "{} subscription(s) could not be billed; see the log",
+            report.failures
+        ));
+    }
+    Ok(())
+}
+
+/// Unix seconds, or an RFC 3339 timestamp (`2026-01-31T00:00:00Z`).
+fn parse_instant(text: &str) -> Option<i64> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Some(seconds);
+    }
+    let since_epoch = humantime::parse_rfc3339(text)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(since_epoch.as_secs()).ok()
 }
 
 /// Deletes expired idempotency keys once.

@@ -180,6 +180,15 @@ impl Application {
         } else {
             None
         };
+        // Stops between two subscriptions once `stop` fires; a transaction cut short rolls back
+        // and leaves its subscription due for the next run.
+        let scheduler = config.billing.scheduler.then(|| {
+            tokio::spawn(crate::billing::cycles::run(
+                store.clone(),
+                config.billing.poll_interval,
+                stop.clone(),
+            ))
+        });
         if config.idempotency.purger {
             tokio::spawn(idempotency::purge_expired(
                 store.clone(),
@@ -208,6 +217,9 @@ impl Application {
         if let Some(dispatcher) = dispatcher {
             // It stopped claiming when `stop` fired and has had the same drain time.
             let _ = tokio::time::timeout(drain + Duration::from_secs(1), dispatcher).await;
+        }
+        if let Some(scheduler) = scheduler {
+            let _ = tokio::time::timeout(drain + Duration::from_secs(1), scheduler).await;
         }
         if drained {
             store.close().await;

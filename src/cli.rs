@@ -48,6 +48,11 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// The billing cycle: bill the subscription periods that are due.
+    Cycles {
+        #[command(subcommand)]
+        action: CyclesAction,
+    },
     /// Idempotency-key maintenance.
     Idempotency {
         #[command(subcommand)]
@@ -159,6 +164,19 @@ pub enum WebhooksAction {
         /// Exit once nothing is due any more, instead of waiting for more.
         #[arg(long)]
         until_idle: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CyclesAction {
+    /// Bill every subscription period that started by --until (default: now), then exit: for a
+    /// cron job or a serverless deployment's scheduled job, or where `billing.scheduler` is off.
+    /// Safe beside the service's scheduler and other runs: a period is billed once.
+    Run {
+        /// Unix seconds or RFC 3339; at most a minute ahead of now (billing ahead of time would
+        /// issue invoices for periods that have not started).
+        #[arg(long)]
+        until: Option<String>,
     },
 }
 

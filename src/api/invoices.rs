@@ -119,6 +119,8 @@ fn new_line(parts: (Option<String>, Option<i64>, Option<i64>, Option<i64>)) -> O
         quantity: quantity.unwrap_or(1),
         unit_amount: unit_amount?,
         tax_rate_bps,
+        price_id: None,
+        period: None,
     })
 }
 
@@ -153,6 +155,7 @@ pub async fn create(w: Write) -> Result<Response, Problem> {
             due_date,
             lines: lines.into_iter().map(new_line).collect::<Option<Vec<_>>>()?,
             metadata: metadata.unwrap_or_default(),
+            subscription: None,
         })
     })?;
     w.run(async |conn, ctx| ops::create(conn, ctx, input).await.map(Done::created))
@@ -175,14 +178,17 @@ pub struct InvoiceFilters {
     customer: Option<String>,
     /// Only invoices in this status.
     status: Option<Status>,
+    /// Only this subscription's invoices.
+    subscription: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "invoices", params(list::PageParams, InvoiceFilters),
     responses((status = 200, description = "Invoices, newest first", body = List<Invoice>)))]
 pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Invoice>>, Problem> {
     r.require("invoices:read")?;
-    let mut query = list::Query::new(params, &["customer", "status"]);
+    let mut query = list::Query::new(params, &["customer", "status", "subscription"]);
     let customer = query.filter("customer", Some(Kind::Customer));
+    let subscription = query.filter("subscription", Some(Kind::Subscription));
     let status = query.filter("status", None).and_then(|s| {
         let status = Status::parse(&s);
         if status.is_none() {
@@ -193,7 +199,11 @@ pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Invoi
         status
     });
     let page = query.page(Kind::Invoice)?;
-    let filter = Filter { customer, status };
+    let filter = Filter {
+        customer,
+        status,
+        subscription,
+    };
     r.list(async |conn, tenant| ops::list(conn, tenant, &page, &filter).await)
         .await
 }

@@ -18,6 +18,7 @@ pub mod rate_limit;
 pub mod read;
 pub mod schema;
 pub mod state;
+pub mod subscriptions;
 pub mod webhooks;
 pub mod write;
 
@@ -48,6 +49,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(prices::create, prices::list))
         .routes(routes!(prices::retrieve, prices::update))
         .routes(routes!(prices::create_version))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(subscriptions::retrieve))
+        .routes(routes!(subscriptions::cancel))
         .routes(routes!(ledger::list))
         .routes(routes!(events::list))
         .routes(routes!(events::retrieve))

@@ -44,6 +44,7 @@ pub struct ProblemDoc {
         (name = "refunds", description = "Money given back against payments"),
         (name = "products", description = "What you sell"),
         (name = "prices", description = "What a product costs per period; a change is a new version"),
+        (name = "subscriptions", description = "Customers billed every period; each period's invoice is issued when it starts"),
         (name = "ledger", description = "The append-only double-entry ledger"),
         (name = "events", description = "What changed, recorded with the change (a transactional outbox)"),
         (name = "webhooks", description = "Signed deliveries of events to your endpoints (Standard Webhooks)"),
@@ -247,6 +248,7 @@ const COLLECTIONS: &[(&str, Kind)] = &[
     ("/v1/refunds", Kind::Refund),
     ("/v1/products", Kind::Product),
     ("/v1/prices", Kind::Price),
+    ("/v1/subscriptions", Kind::Subscription),
     ("/v1/ledger_entries", Kind::LedgerEntry),
     ("/v1/events", Kind::Event),
     ("/v1/webhook_endpoints", Kind::WebhookEndpoint),
@@ -274,6 +276,7 @@ fn constrain_parameters(path: &str, op: &mut Operation) {
             (ParameterIn::Query, "starting_after" | "ending_before") => listed.map(id_schema),
             (ParameterIn::Query, "customer") => Some(id_schema(Kind::Customer)),
             (ParameterIn::Query, "product") => Some(id_schema(Kind::Product)),
+            (ParameterIn::Query, "subscription") => Some(id_schema(Kind::Subscription)),
             (ParameterIn::Query, "invoice") => Some(id_schema(Kind::Invoice)),
             (ParameterIn::Query, "payment") => Some(id_schema(Kind::Payment)),
             (ParameterIn::Query, "endpoint") => Some(id_schema(Kind::WebhookEndpoint)),
@@ -319,6 +322,22 @@ type LinkSpec = (
 );
 
 const LINKS: &[LinkSpec] = &[
+    (
+        "subscriptions_create",
+        "201",
+        "GetSubscription",
+        "subscriptions_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "subscriptions_create",
+        "201",
+        "CancelSubscription",
+        "subscriptions_cancel",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
     (
         "products_create",
         "201",

@@ -142,6 +142,10 @@ schema!(
     ProductId => id(Kind::Product)
 );
 schema!(
+    /// A price id (`price_…`).
+    PriceId => id(Kind::Price)
+);
+schema!(
     /// A webhook endpoint id (`we_…`).
     WebhookEndpointId => id(Kind::WebhookEndpoint)
 );

@@ -22,6 +22,8 @@ pub const SCOPES: &[&str] = &[
     "products:write",
     "prices:read",
     "prices:write",
+    "subscriptions:read",
+    "subscriptions:write",
     "ledger:read",
     "events:read",
     "webhooks:read",

@@ -5,7 +5,7 @@ use crate::domain::invoice::{self, Action, LineAmounts, MAX_LINES, Status};
 use crate::domain::ledger::{self, Posting};
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
-use crate::objects::{Invoice, LineItem};
+use crate::objects::{Invoice, LineItem, Period};
 use crate::operation::{Ctx, Error, Result};
 use crate::store::customers;
 use crate::store::invoices::{self, Filter, InvoiceRow};
@@ -18,6 +18,9 @@ pub struct NewLine {
     pub quantity: i64,
     pub unit_amount: i64,
     pub tax_rate_bps: Option<i64>,
+    /// A subscription's line: the price and the period it bills.
+    pub price_id: Option<String>,
+    pub period: Option<Period>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,6 +39,17 @@ pub struct NewInvoice {
     pub due_date: Option<i64>,
     pub lines: Vec<NewLine>,
     pub metadata: Metadata,
+    /// Set when a subscription bills a period.
+    pub subscription: Option<SubscriptionPeriod>,
+}
+
+/// The subscription period an invoice bills, and why it was made.
+#[derive(Debug, Clone)]
+pub struct SubscriptionPeriod {
+    pub subscription_id: String,
+    pub period: Period,
+    /// `subscription_create` or `subscription_cycle`.
+    pub billing_reason: &'static str,
 }
 
 fn amounts(field: &str, quantity: i64, unit_amount: i64, tax_rate_bps: Option<i64>) -> Result<LineAmounts> {
@@ -59,6 +73,8 @@ fn line_row(field: &str, line: NewLine, now: i64) -> Result<LineItem> {
         tax_rate_bps: line.tax_rate_bps,
         amount: a.amount,
         tax: a.tax,
+        price: line.price_id,
+        period: line.period,
         created: now,
     })
 }
@@ -111,9 +127,14 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         .enumerate()
         .map(|(i, line)| line_row(&format!("lines[{i}]"), line, ctx.now))
         .collect::<Result<Vec<_>>>()?;
+    let subscription = input.subscription;
     let mut invoice = InvoiceRow {
         id: new_id(Kind::Invoice),
         customer_id: customer.id,
+        subscription_id: subscription.as_ref().map(|s| s.subscription_id.clone()),
+        billing_reason: subscription.as_ref().map(|s| s.billing_reason.to_owned()),
+        period_start: subscription.as_ref().map(|s| s.period.start),
+        period_end: subscription.as_ref().map(|s| s.period.end),
         status: Status::Draft,
         currency,
         number: None,

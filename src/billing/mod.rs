@@ -4,10 +4,12 @@
 //! this layer for both.
 pub mod catalog;
 pub mod customers;
+pub mod cycles;
 pub mod events;
 pub mod invoices;
 pub mod ledger;
 pub mod payments;
+pub mod subscriptions;
 
 use crate::domain::metadata::{self, Metadata};
 use crate::operation::{Error, Result};

@@ -5,6 +5,7 @@
 //! checks); this file puts them together and checks what involves more than one section.
 mod admin;
 mod auth;
+mod billing;
 mod database;
 mod idempotency;
 mod layers;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwtKeys, JwtSettings};
+pub use billing::BillingConfig;
 pub use database::{Backend, DEFAULT_URL as DEFAULT_DATABASE_URL, DatabaseConfig, sqlite_is_in_memory};
 pub use idempotency::IdempotencyConfig;
 pub use layers::{CONFIG_FILE_ENV, ENV_PREFIX, Origin, Problem, Sources, TEST_ROUTES_ENV};
@@ -53,6 +55,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub idempotency: IdempotencyConfig,
     pub webhooks: WebhookConfig,
+    pub billing: BillingConfig,
     pub rate_limit: RateLimitConfig,
     pub log: LogConfig,
     pub shutdown: ShutdownConfig,
@@ -83,6 +86,7 @@ impl Config {
             database: DatabaseConfig::load(&mut Reader::new(l, "database", credentials_dir)),
             auth: AuthConfig::load(&mut Reader::new(l, "auth", credentials_dir)),
             idempotency: IdempotencyConfig::load(&mut Reader::new(l, "idempotency", credentials_dir)),
+            billing: BillingConfig::load(&mut Reader::new(l, "billing", credentials_dir)),
             webhooks: WebhookConfig::load(&mut Reader::new(l, "webhooks", credentials_dir)),
             rate_limit: RateLimitConfig::load(&mut Reader::new(l, "rate_limit", credentials_dir)),
             log: LogConfig::load(&mut Reader::new(l, "log", credentials_dir)),
@@ -110,6 +114,7 @@ impl Config {
         self.database.validate(&mut Checks::new(layers, "database"));
         self.auth.validate(&mut Checks::new(layers, "auth"));
         self.idempotency.validate(&mut Checks::new(layers, "idempotency"));
+        self.billing.validate(&mut Checks::new(layers, "billing"));
         self.webhooks.validate(&mut Checks::new(layers, "webhooks"));
         self.rate_limit.validate(&mut Checks::new(layers, "rate_limit"));
         self.log.validate(&mut Checks::new(layers, "log"));

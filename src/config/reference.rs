@@ -11,6 +11,7 @@ const SECTIONS: &[&[KeyDoc]] = &[
     super::database::KEYS,
     super::auth::KEYS,
     super::idempotency::KEYS,
+    super::billing::KEYS,
     super::webhooks::KEYS,
     super::rate_limit::KEYS,
     super::log::KEYS,

@@ -167,6 +167,19 @@ impl Anchor {
         self.local
     }
 
+    /// The anchor as stored: its local date and time, and the IANA name of its zone.
+    pub fn to_stored(&self) -> (String, String) {
+        (self.local.to_string(), self.tz.iana_name().unwrap_or("UTC").to_owned())
+    }
+
+    /// An anchor read back from `to_stored`'s parts.
+    pub fn from_stored(local: &str, zone: &str) -> Option<Anchor> {
+        Some(Anchor {
+            local: local.parse().ok()?,
+            tz: time_zone(zone)?,
+        })
+    }
+
     pub fn time_zone(&self) -> &TimeZone {
         &self.tz
     }
@@ -357,6 +370,16 @@ mod tests {
         assert_eq!(next, 3);
         assert_eq!(local("Pacific/Apia", s), "2011-12-31T00:00:00");
         assert_eq!(e - s, 86_400);
+    }
+
+    #[test]
+    fn anchors_are_stored_as_text_and_read_back() {
+        let anchor = Anchor::on_day(1_740_000_000, time_zone("Asia/Kolkata").unwrap(), 30).unwrap();
+        let (local, zone) = anchor.to_stored();
+        assert_eq!(zone, "Asia/Kolkata");
+        assert_eq!(Anchor::from_stored(&local, &zone), Some(anchor));
+        assert_eq!(Anchor::from_stored("2025-02-30T00:00:00", "UTC"), None);
+        assert_eq!(Anchor::from_stored("2025-01-30T00:00:00", "Nowhere/City"), None);
     }
 
     #[test]

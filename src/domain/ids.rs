@@ -19,6 +19,8 @@ pub enum Kind {
     WebhookAttempt,
     Product,
     Price,
+    Subscription,
+    SubscriptionItem,
 }
 
 impl Kind {
@@ -39,6 +41,8 @@ impl Kind {
             Kind::WebhookAttempt => "wa_",
             Kind::Product => "prod_",
             Kind::Price => "price_",
+            Kind::Subscription => "sub_",
+            Kind::SubscriptionItem => "si_",
         }
     }
 
@@ -60,6 +64,8 @@ impl Kind {
             Kind::WebhookAttempt => "webhook attempt",
             Kind::Product => "product",
             Kind::Price => "price",
+            Kind::Subscription => "subscription",
+            Kind::SubscriptionItem => "subscription item",
         }
     }
 }

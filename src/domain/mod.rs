@@ -50,6 +50,9 @@ pub const FIELD_CODES: &[&str] = &[
     "invalid_pricing",
     "invalid_tiers",
     "interval_too_long",
+    "price_inactive",
+    "interval_mismatch",
+    "invalid_time_zone",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -67,6 +70,9 @@ pub const RULE_CODES: &[&str] = &[
     "exceeds_refundable",
     "invalid_tiers",
     "interval_too_long",
+    "price_inactive",
+    "interval_mismatch",
+    "invalid_time_zone",
 ];
 
 impl FieldError {

@@ -17,7 +17,9 @@
 use super::calendar::{Anchor, Cadence, CalendarError};
 use super::invoice::Refusal;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SubscriptionStatus)]
 pub enum Status {
     Trialing,
     Active,

@@ -1,9 +1,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::calendar::Unit;
+use crate::domain::calendar::{Cadence, Unit};
 use crate::domain::metadata::Metadata;
-use crate::domain::pricing::Tier;
+use crate::domain::pricing::{Model, Tier};
 
 /// What is sold: prices say for how much and how often.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -166,4 +166,27 @@ pub struct Price {
 
 impl Price {
     pub const OBJECT: &'static str = "price";
+
+    /// What the price charges per period, as `pricing` computes it.
+    pub fn model(&self) -> Option<Model> {
+        match (self.billing_scheme, self.unit_amount, self.tiers_mode, &self.tiers) {
+            (BillingScheme::PerUnit, Some(unit_amount), None, None) => Some(Model::PerUnit { unit_amount }),
+            (BillingScheme::Tiered, None, Some(mode), Some(tiers)) => {
+                let tiers = tiers.iter().map(PriceTier::tier).collect();
+                Some(match mode {
+                    TiersMode::Graduated => Model::Graduated(tiers),
+                    TiersMode::Volume => Model::Volume(tiers),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// How often it charges.
+    pub fn cadence(&self) -> Option<Cadence> {
+        Cadence::new(
+            self.recurring.interval.unit(),
+            u16::try_from(self.recurring.interval_count).ok()?,
+        )
+    }
 }

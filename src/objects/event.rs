@@ -16,6 +16,9 @@ pub const EVENT_TYPES: &[&str] = &[
     "product.updated",
     "price.created",
     "price.updated",
+    "subscription.created",
+    "subscription.updated",
+    "subscription.canceled",
     "webhook_endpoint.disabled",
 ];
 

@@ -19,8 +19,19 @@ pub struct LineItem {
     pub amount: i64,
     /// `amount × tax_rate_bps / 10000`, rounded half away from zero.
     pub tax: i64,
+    /// The price a subscription's line bills.
+    pub price: Option<String>,
+    /// The time a subscription's line bills.
+    pub period: Option<Period>,
     #[serde(skip)]
     pub created: i64,
+}
+
+/// `[start, end)`, Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Period {
+    pub start: i64,
+    pub end: i64,
 }
 
 impl LineItem {
@@ -41,6 +52,13 @@ pub struct Invoice {
     #[schema(example = "invoice")]
     pub object: &'static str,
     pub customer: String,
+    /// The subscription that made this invoice.
+    pub subscription: Option<String>,
+    /// Why it was made: `subscription_create`, `subscription_cycle`, or none (made by hand).
+    pub billing_reason: Option<String>,
+    /// The subscription period it bills, `[period_start, period_end)`.
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
     pub status: Status,
     pub currency: String,
     /// Assigned at finalization: the tenant's prefix and a gapless sequence number.

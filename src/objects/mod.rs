@@ -11,14 +11,16 @@ mod event;
 mod invoice;
 mod ledger;
 mod payment;
+mod subscription;
 mod webhook;
 
 pub use catalog::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
 pub use customer::{Balance, Customer, CustomerBalance};
 pub use event::{EVENT_TYPES, Event};
-pub use invoice::{Invoice, LineItem, LineList};
+pub use invoice::{Invoice, LineItem, LineList, Period};
 pub use ledger::LedgerEntry;
 pub use payment::{Payment, Refund};
+pub use subscription::{CollectionMethod, Subscription, SubscriptionItem, SubscriptionItemList};
 pub use webhook::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 use serde::Serialize;

@@ -3,6 +3,14 @@
 //! blocks in `migrations/` (see `migrate::source`).
 use crate::config::{Backend, DatabaseConfig};
 
+/// The statements of the migration lock: the database's name (the lock's key is made from it),
+/// take the lock if free, release it.
+pub(super) struct MigrationLockSql {
+    pub database: &'static str,
+    pub try_lock: &'static str,
+    pub unlock: &'static str,
+}
+
 impl Backend {
     /// Opens a transaction that will write. SQLite takes its write lock up front so that two
     /// writers never deadlock upgrading read locks; PostgreSQL locks rows as it goes.
@@ -19,6 +27,22 @@ impl Backend {
         match self {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
+        }
+    }
+
+    /// Takes the migration lock if it is free, answering whether it did (`$1`: the lock's key),
+    /// and releases it. Only PostgreSQL has one (SQLite's write lock serialises its migrators).
+    /// Taken by polling rather than by a waiting `pg_advisory_lock`: a statement that waits holds
+    /// a snapshot, and a `CREATE INDEX CONCURRENTLY` run by the lock's holder waits for every
+    /// snapshot to go, which would be a deadlock.
+    pub(super) fn migration_lock_sql(self) -> Option<MigrationLockSql> {
+        match self {
+            Backend::Postgres => Some(MigrationLockSql {
+                database: "SELECT current_database()::text",
+                try_lock: "SELECT pg_try_advisory_lock($1)",
+                unlock: "SELECT pg_advisory_unlock($1)",
+            }),
+            Backend::Sqlite => None,
         }
     }
 

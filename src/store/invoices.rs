@@ -8,12 +8,16 @@ use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
 use crate::domain::invoice::Status;
 use crate::domain::metadata::Metadata;
-use crate::objects::{Invoice, LineItem, LineList};
+use crate::objects::{Invoice, LineItem, LineList, Period};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvoiceRow {
     pub id: String,
     pub customer_id: String,
+    pub subscription_id: Option<String>,
+    pub billing_reason: Option<String>,
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
     pub status: Status,
     pub currency: String,
     pub number: Option<String>,
@@ -47,6 +51,10 @@ impl InvoiceRow {
             id: i.id,
             object: "invoice",
             customer: i.customer_id,
+            subscription: i.subscription_id,
+            billing_reason: i.billing_reason,
+            period_start: i.period_start,
+            period_end: i.period_end,
             status: i.status,
             currency: i.currency,
             number: i.number,
@@ -72,18 +80,24 @@ impl InvoiceRow {
 }
 
 const COLUMNS: &str = "id, customer_id, status, currency, number, due_date, subtotal, tax, total, amount_paid, \
-    amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at";
+    amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at, subscription_id, \
+    billing_reason, period_start, period_end";
 const LISTING: Listing = Listing {
     table: "invoices",
     columns: COLUMNS,
 };
-const LINE_COLUMNS: &str = "id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created";
+const LINE_COLUMNS: &str =
+    "id, description, quantity, unit_amount, tax_rate_bps, amount, tax, price_id, period_start, period_end, created";
 
 fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
     let status: String = get(row, "status")?;
     Ok(InvoiceRow {
         id: get(row, "id")?,
         customer_id: get(row, "customer_id")?,
+        subscription_id: get(row, "subscription_id")?,
+        billing_reason: get(row, "billing_reason")?,
+        period_start: get(row, "period_start")?,
+        period_end: get(row, "period_end")?,
         status: Status::parse(&status)
             .ok_or_else(|| sqlx::Error::Decode(format!("unknown invoice status {status:?}").into()))?,
         currency: get(row, "currency")?,
@@ -104,6 +118,8 @@ fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
 }
 
 fn line_from_row(row: &AnyRow) -> Result<LineItem, sqlx::Error> {
+    let start: Option<i64> = get(row, "period_start")?;
+    let end: Option<i64> = get(row, "period_end")?;
     Ok(LineItem {
         id: get(row, "id")?,
         object: LineItem::OBJECT,
@@ -113,6 +129,8 @@ fn line_from_row(row: &AnyRow) -> Result<LineItem, sqlx::Error> {
         tax_rate_bps: get(row, "tax_rate_bps")?,
         amount: get(row, "amount")?,
         tax: get(row, "tax")?,
+        price: get(row, "price_id")?,
+        period: start.zip(end).map(|(start, end)| Period { start, end }),
         created: get(row, "created")?,
     })
 }
@@ -120,8 +138,9 @@ fn line_from_row(row: &AnyRow) -> Result<LineItem, sqlx::Error> {
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.insert", skip_all, fields(otel.kind = "client"))]
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO invoices (id, tenant_id, customer_id, status, currency, due_date, subtotal, tax, total, metadata, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO invoices (id, tenant_id, customer_id, status, currency, due_date, subtotal, tax, total, metadata, created, \
+         subscription_id, billing_reason, period_start, period_end) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&i.id)
     .bind(tenant)
@@ -134,6 +153,10 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, i: &InvoiceRow) -> R
     .bind(i.total)
     .bind(metadata_text(&i.metadata))
     .bind(i.created)
+    .bind(&i.subscription_id)
+    .bind(&i.billing_reason)
+    .bind(i.period_start)
+    .bind(i.period_end)
     .execute(conn)
     .await?;
     Ok(())
@@ -272,8 +295,8 @@ pub async fn insert_line(
     l: &LineItem,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO invoice_lines (id, tenant_id, invoice_id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO invoice_lines (id, tenant_id, invoice_id, description, quantity, unit_amount, tax_rate_bps, amount, tax, created, \
+         price_id, period_start, period_end) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&l.id)
     .bind(tenant)
@@ -285,6 +308,9 @@ pub async fn insert_line(
     .bind(l.amount)
     .bind(l.tax)
     .bind(l.created)
+    .bind(&l.price)
+    .bind(l.period.map(|p| p.start))
+    .bind(l.period.map(|p| p.end))
     .execute(conn)
     .await?;
     Ok(())
@@ -324,6 +350,7 @@ pub async fn delete_line(conn: &mut AnyConnection, tenant: &str, line_id: &str) 
 pub struct Filter {
     pub customer: Option<String>,
     pub status: Option<Status>,
+    pub subscription: Option<String>,
 }
 
 #[tracing::instrument(target = "otel", level = "debug", name = "db invoices.list", skip_all, fields(otel.kind = "client"))]
@@ -336,6 +363,7 @@ pub async fn list(
     let filters = page::set([
         ("customer_id", filter.customer.as_deref()),
         ("status", filter.status.map(Status::as_str)),
+        ("subscription_id", filter.subscription.as_deref()),
     ]);
     LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }

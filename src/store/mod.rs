@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod page;
 pub mod payments;
 mod rows;
+pub mod subscriptions;
 pub mod tenants;
 pub mod webhooks;
 

@@ -39,6 +39,8 @@ pub const RATE_LIMITED: &str = "billing_rate_limited_total";
 pub const RATE_LIMIT_CLASSES: &[&str] = &["read", "write", "unauthenticated"];
 pub const RATE_LIMIT_STORE_ERRORS: &str = "billing_rate_limit_store_errors_total";
 pub const RATE_LIMIT_SHARED: &str = "billing_rate_limit_shared";
+pub const CYCLE_PERIODS: &str = "billing_cycle_periods_billed_total";
+pub const CYCLE_FAILURES: &str = "billing_cycle_failures_total";
 
 /// Request latency buckets, in seconds: fine below 100 ms, where the SLO lives.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -95,6 +97,14 @@ fn describe() {
         "Requests answered from a stored Idempotency-Key result"
     );
     describe_counter!(AUTH_FAILURES, "Refused credentials by reason");
+    describe_counter!(
+        CYCLE_PERIODS,
+        "Subscription periods billed by the billing cycle (one invoice each)"
+    );
+    describe_counter!(
+        CYCLE_FAILURES,
+        "Subscriptions the billing cycle failed to advance (left due, retried by the next run)"
+    );
     describe_gauge!(WEBHOOK_QUEUE_DEPTH, "Webhook deliveries due now and not yet delivered");
     describe_counter!(
         WEBHOOK_ATTEMPTS,
@@ -142,6 +152,8 @@ fn describe() {
         TRACE_SPANS_EXPORTED,
         TRACE_EXPORT_FAILURES,
         RATE_LIMIT_STORE_ERRORS,
+        CYCLE_PERIODS,
+        CYCLE_FAILURES,
     ] {
         counter!(name).increment(0);
     }
@@ -311,6 +323,14 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }
+}
+
+pub fn cycle_periods(n: usize) {
+    counter!(CYCLE_PERIODS).increment(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
+pub fn cycle_failure() {
+    counter!(CYCLE_FAILURES).increment(1);
 }
 
 pub fn webhook_attempt(outcome: &'static str) {

@@ -18,6 +18,7 @@ mod openapi;
 mod process;
 mod properties;
 mod rate_limit;
+mod subscriptions;
 mod tenancy;
 mod walkthrough;
 mod webhooks;

@@ -126,3 +126,28 @@ async fn connections_get_the_durability_and_timeout_settings(backend: Backend) {
         }
     }
 }
+
+/// Migrations wait for the lock sqlx's migrator takes (so binaries of earlier releases and this
+/// one exclude each other), and take it by polling, never waiting inside a statement (a waiting
+/// statement holds a snapshot that a `CREATE INDEX CONCURRENTLY` would wait for: a deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_wait_for_the_lock_an_earlier_release_takes() {
+    use sqlx::Connection;
+    use sqlx::migrate::Migrate;
+    let Some(db) = TestDb::empty(Backend::Postgres).await else {
+        return;
+    };
+    let mut earlier = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    earlier.lock().await.unwrap();
+    let store = store_for(&db).await;
+    let run = tokio::spawn(async move { store.migrate_run().await.map_err(|e| e.to_string()) });
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!run.is_finished(), "it waits while the lock is held");
+    earlier.unlock().await.unwrap();
+    let applied = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("it goes on once the lock is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied, embedded(Backend::Postgres).len());
+}

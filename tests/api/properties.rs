@@ -136,6 +136,8 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
             quantity,
             unit_amount,
             tax_rate_bps,
+            price_id: None,
+            period: None,
         };
         match op {
             Op::Customer(c) => {
@@ -161,6 +163,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                     due_date: None,
                     lines: lines.iter().copied().map(new_line).collect(),
                     metadata: Default::default(),
+                    subscription: None,
                 };
                 let inv = invoices::create(&mut tx, ctx, input).await?;
                 h.invoices.push(inv.id);

@@ -52,9 +52,17 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         )
         .await
         .id();
+    let subscription = a
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": price}], "trial_period_days": 30}),
+        )
+        .await
+        .id();
     let catalogue_before = (
         a.get(&format!("/v1/products/{product}")).await.expect(200),
         a.get(&format!("/v1/prices/{price}")).await.expect(200),
+        a.get(&format!("/v1/subscriptions/{subscription}")).await.expect(200),
     );
     let event = deliveries["data"][0]["event"].as_str().unwrap().to_owned();
     let ids: BTreeMap<&str, &str> = [
@@ -68,6 +76,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("event", event.as_str()),
         ("product", product.as_str()),
         ("price", price.as_str()),
+        ("subscription", subscription.as_str()),
     ]
     .into();
     let before = snapshot(&a, &customer, &draft_id, &invoice, &payment).await;
@@ -222,17 +231,40 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             format!("/v1/prices/{price}/versions"),
             Some(json!({"unit_amount": 1})),
         ),
+        (
+            "post",
+            "/v1/subscriptions",
+            "/v1/subscriptions".into(),
+            Some(json!({"customer": customer, "items": [{"price": price}]})),
+        ),
+        (
+            "get",
+            "/v1/subscriptions/{id}",
+            format!("/v1/subscriptions/{subscription}"),
+            None,
+        ),
+        (
+            "post",
+            "/v1/subscriptions/{id}/cancel",
+            format!("/v1/subscriptions/{subscription}/cancel"),
+            Some(json!({})),
+        ),
     ]);
     // Listings: A's ids as cursors are 404; as filters they match nothing.
     let lists: Vec<Listing> = vec![
         ("/v1/customers", "customer", &[]),
-        ("/v1/invoices", "invoice", &[("customer", "customer")]),
+        (
+            "/v1/invoices",
+            "invoice",
+            &[("customer", "customer"), ("subscription", "subscription")],
+        ),
         ("/v1/payments", "payment", &[("invoice", "invoice")]),
         ("/v1/refunds", "refund", &[("payment", "payment")]),
         ("/v1/ledger_entries", "", &[("customer", "customer")]),
         ("/v1/events", "event", &[]),
         ("/v1/products", "product", &[]),
         ("/v1/prices", "price", &[("product", "product")]),
+        ("/v1/subscriptions", "subscription", &[("customer", "customer")]),
         ("/v1/webhook_endpoints", "endpoint", &[]),
         (
             "/v1/webhook_deliveries",
@@ -308,9 +340,10 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         (
             a.get(&format!("/v1/products/{product}")).await.expect(200),
             a.get(&format!("/v1/prices/{price}")).await.expect(200),
+            a.get(&format!("/v1/subscriptions/{subscription}")).await.expect(200),
         ),
         catalogue_before,
-        "nor did its catalogue"
+        "nor did its catalogue and subscriptions"
     );
 }
 

@@ -72,8 +72,51 @@ fn migrator(backend: Backend) -> &'static Migrator {
         let mut migrator = Migrator::with_migrations(migrations);
         // Migrations applied by a newer release are not an error: see the module comment.
         migrator.set_ignore_missing(true);
+        // The lock is taken around the migrator, without waiting in a statement (see
+        // `lock_migrations`).
+        migrator.set_locking(false);
         migrator
     })
+}
+
+/// How long a migrator waits between two tries of a taken migration lock.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Takes the migration lock on PostgreSQL, trying until it is free; returns what releases it.
+/// It is the lock sqlx's migrator takes (same key: from the database's name), so the
+/// binaries of earlier releases wait for this one and this one for them.
+async fn lock_migrations(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    backend: Backend,
+) -> Result<Option<(&'static str, i64)>, sqlx::Error> {
+    let Some(sql) = backend.migration_lock_sql() else {
+        return Ok(None);
+    };
+    let name: String = sqlx::query_scalar(sql.database).fetch_one(&mut **conn).await?;
+    let key = 0x3d32_ad9e_i64 * i64::from(crc32fast::hash(name.as_bytes()));
+    loop {
+        let taken: bool = sqlx::query_scalar(sql.try_lock)
+            .bind(key)
+            .fetch_one(&mut **conn)
+            .await?;
+        if taken {
+            return Ok(Some((sql.unlock, key)));
+        }
+        tokio::time::sleep(LOCK_RETRY).await;
+    }
+}
+
+async fn unlock_migrations(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    unlock: Option<(&'static str, i64)>,
+) -> Result<(), sqlx::Error> {
+    if let Some((sql, key)) = unlock {
+        sqlx::query_scalar::<_, bool>(sql)
+            .bind(key)
+            .fetch_one(&mut **conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Writes every migration as `backend` runs it into `out`; returns how many.
@@ -122,11 +165,13 @@ impl Store {
     pub async fn migrate_run(&self) -> Result<usize, MigrateError> {
         let before = self.pending_migrations().await?;
         let mut conn = self.pool().acquire().await?;
+        let unlock = lock_migrations(&mut conn, self.backend()).await?;
         if let Err(e) = migrator(self.backend()).run_direct(None, &mut *conn, false).await {
             // The connection may still hold the migration lock: do not return it to the pool.
             let _ = conn.close().await;
             return Err(e.into());
         }
+        unlock_migrations(&mut conn, unlock).await?;
         Ok(before)
     }
 
@@ -143,10 +188,12 @@ impl Store {
         }
         let target = applied.iter().rev().nth(1).map_or(0, |r| r.version);
         let mut conn = self.pool().acquire().await?;
+        let unlock = lock_migrations(&mut conn, self.backend()).await?;
         if let Err(e) = migrator(self.backend()).undo(&mut *conn, target).await {
             let _ = conn.close().await;
             return Err(e.into());
         }
+        unlock_migrations(&mut conn, unlock).await?;
         Ok(last.version)
     }
 

@@ -1,0 +1,1 @@
+DROP INDEX invoices_one_per_period;

@@ -1,0 +1,220 @@
+//! Subscriptions: create (the first period is invoiced at once, unless on trial), read, list,
+//! cancel now or at the end of the period. Periods are billed by the billing cycle
+//! (`billing::cycles`).
+use axum::Json;
+use axum::extract::{Path, RawQuery};
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::extract::path_id;
+use super::input::{Check, Field, JsonBody, Unknown};
+use super::list::{self, List};
+use super::problem::Problem;
+use super::read::Read;
+use super::schema::{CustomerId, MetadataParam, PriceId};
+use super::write::{Done, Write};
+use crate::billing::subscriptions::{
+    self as ops, MAX_DAYS_UNTIL_DUE, MAX_ITEMS, MAX_TRIAL_DAYS, NewItem, NewSubscription,
+};
+use crate::domain::ids::Kind;
+use crate::domain::metadata::Metadata;
+use crate::domain::pricing::MAX_QUANTITY;
+use crate::domain::subscription::Status;
+use crate::objects::{CollectionMethod, Subscription};
+use crate::store::subscriptions::Filter;
+
+/// One item of a new subscription.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ItemParams {
+    #[serde(default)]
+    #[schema(value_type = PriceId, required = true)]
+    pub price: Field<String>,
+    /// 1 when not given.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
+    pub quantity: Field<i64>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+/// A new subscription. Its prices must be active and share one currency (the customer's, if it
+/// has one) and one interval.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SubscriptionParams {
+    #[serde(default)]
+    #[schema(value_type = CustomerId, required = true)]
+    pub customer: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Vec<ItemParams>, required = true, min_items = 1, max_items = 20)]
+    pub items: Field<Vec<ItemParams>>,
+    /// The IANA time zone period boundaries are computed in (`Europe/Paris`); UTC when not
+    /// given (422 `invalid_time_zone` for an unknown name).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9/_+-]+$", example = "Europe/Paris")]
+    pub time_zone: Field<String>,
+    /// Bill on this day of each month at 00:00 local time (clamped to the month's last day);
+    /// the first period is then charged its share. Otherwise periods start when the
+    /// subscription does.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 31)]
+    pub billing_cycle_day: Field<i64>,
+    /// Days of free trial: nothing is billed until it ends.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 730)]
+    pub trial_period_days: Field<i64>,
+    /// `charge_automatically` when not given.
+    #[serde(default)]
+    #[schema(value_type = Option<CollectionMethod>)]
+    pub collection_method: Field<String>,
+    /// For `send_invoice`: days from an invoice's issue to its due date (30 when not given).
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 365)]
+    pub days_until_due: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<MetadataParam>)]
+    pub metadata: Field<Metadata>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+fn check_item(c: &mut Check, i: usize, p: ItemParams) -> Option<NewItem> {
+    let f = |name: &str| format!("items[{i}].{name}");
+    c.unknown(&format!("items[{i}]."), &p.unknown);
+    let price = c.required(&f("price"), p.price);
+    let price = c.id(&f("price"), price, Kind::Price);
+    let quantity = c.optional(&f("quantity"), p.quantity);
+    let quantity = c.range(&f("quantity"), quantity, 1..=MAX_QUANTITY);
+    Some(NewItem {
+        price_id: price?,
+        quantity: quantity.unwrap_or(1),
+    })
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions", tag = "subscriptions", request_body = SubscriptionParams,
+    responses((status = 201, description = "Created; unless on trial, the first period's invoice is issued with it", body = Subscription)))]
+pub async fn create(w: Write) -> Result<Response, Problem> {
+    w.principal.require("subscriptions:write")?;
+    let p: SubscriptionParams = w.body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    let customer = c.required("customer", p.customer);
+    let customer = c.id("customer", customer, Kind::Customer);
+    let items = c.required("items", p.items);
+    if items.as_ref().is_some_and(|i| i.is_empty() || i.len() > MAX_ITEMS) {
+        c.error("items", "invalid_length", format!("1 to {MAX_ITEMS} items"));
+    }
+    let items = items.unwrap_or_default();
+    let items: Vec<Option<NewItem>> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| check_item(&mut c, i, item))
+        .collect();
+    let time_zone = c.optional("time_zone", p.time_zone);
+    let time_zone = c.text("time_zone", time_zone, 64);
+    let day = c.optional("billing_cycle_day", p.billing_cycle_day);
+    let day = c.range("billing_cycle_day", day, 1..=31);
+    let trial = c.optional("trial_period_days", p.trial_period_days);
+    let trial = c.range("trial_period_days", trial, 1..=MAX_TRIAL_DAYS);
+    let method = c.optional("collection_method", p.collection_method).and_then(|m| {
+        let method = CollectionMethod::parse(&m);
+        if method.is_none() {
+            c.error("collection_method", "invalid", "charge_automatically or send_invoice");
+        }
+        method
+    });
+    let days_until_due = c.optional("days_until_due", p.days_until_due);
+    let days_until_due = c.range("days_until_due", days_until_due, 0..=MAX_DAYS_UNTIL_DUE);
+    let metadata = c.optional("metadata", p.metadata);
+    let metadata = c.metadata("metadata", metadata);
+    let input = c.finish(|| {
+        Some(NewSubscription {
+            customer_id: customer?,
+            items: items.into_iter().collect::<Option<Vec<_>>>()?,
+            time_zone,
+            billing_cycle_day: day.and_then(|d| u8::try_from(d).ok()),
+            trial_period_days: trial,
+            collection_method: method.unwrap_or(CollectionMethod::ChargeAutomatically),
+            days_until_due,
+            metadata: metadata.unwrap_or_default(),
+        })
+    })?;
+    w.run(async |conn, ctx| ops::create(conn, ctx, input).await.map(Done::created))
+        .await
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "subscriptions",
+    params(("id" = String, Path, description = "Subscription id")),
+    responses((status = 200, description = "The subscription", body = Subscription)))]
+pub async fn retrieve(r: Read, Path(id): Path<String>) -> Result<Json<Subscription>, Problem> {
+    r.require("subscriptions:read")?;
+    let id = path_id(Kind::Subscription, id)?;
+    r.answer(async |conn, tenant| ops::get(conn, tenant, &id).await).await
+}
+
+#[allow(dead_code)]
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubscriptionFilters {
+    /// Only this customer's subscriptions.
+    customer: Option<String>,
+    /// Only subscriptions in this status.
+    status: Option<Status>,
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions", params(list::PageParams, SubscriptionFilters),
+    responses((status = 200, description = "Subscriptions, newest first", body = List<Subscription>)))]
+pub async fn list(r: Read, RawQuery(params): RawQuery) -> Result<Json<List<Subscription>>, Problem> {
+    r.require("subscriptions:read")?;
+    let mut query = list::Query::new(params, &["customer", "status"]);
+    let customer = query.filter("customer", Some(Kind::Customer));
+    let status = query.filter("status", None).and_then(|s| {
+        let status = Status::parse(&s);
+        if status.is_none() {
+            query.check().error(
+                "status",
+                "invalid",
+                "one of trialing, active, past_due, paused, canceled",
+            );
+        }
+        status
+    });
+    let page = query.page(Kind::Subscription)?;
+    let filter = Filter { customer, status };
+    r.list(async |conn, tenant| ops::list(conn, tenant, &page, &filter).await)
+        .await
+}
+
+/// Cancelling a subscription.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CancelParams {
+    /// `true`: keep it until the current period ends, then end it (nothing more is billed).
+    /// Otherwise it ends now; the current period is not credited.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub at_period_end: Field<bool>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+fn check_cancel(body: &JsonBody) -> Result<bool, Problem> {
+    let p: CancelParams = body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    let at_period_end = c.optional("at_period_end", p.at_period_end);
+    c.finish(|| Some(at_period_end.unwrap_or(false)))
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/cancel", tag = "subscriptions", request_body = CancelParams,
+    params(("id" = String, Path, description = "Subscription id")),
+    responses((status = 200, description = "Canceled, or set to cancel at the end of its period", body = Subscription)))]
+pub async fn cancel(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("subscriptions:write")?;
+    let id = path_id(Kind::Subscription, id)?;
+    let at_period_end = check_cancel(&w.body)?;
+    w.run(async |conn, ctx| ops::cancel(conn, ctx, &id, at_period_end).await.map(Done::ok))
+        .await
+}

@@ -1,0 +1,107 @@
+//! The billing cycle: bills every subscription whose period has ended, in the service (any
+//! number of replicas) or from `billing-api cycles run` (a cron job, a serverless deployment).
+//!
+//! Each subscription is advanced in a transaction of its own: claim the earliest one due
+//! (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent runners never wait on each other nor take
+//! the same one; SQLite: the write transaction is the lock), bill what fell due, commit. A runner
+//! killed at any moment loses its transaction and leaves the subscription due for the next run;
+//! a period is billed once whoever runs it (the subscription's stored period moves in the same
+//! transaction, and the unique index `invoices_one_per_period` stands behind it).
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::operation::{Ctx, Error};
+use crate::store::Store;
+use crate::store::subscriptions;
+use crate::telemetry::metrics;
+
+use super::subscriptions::advance;
+
+/// The most periods one subscription is billed in one transaction (a long-stopped scheduler
+/// catches up a year of monthly periods at a time, then moves on to the others).
+pub const MAX_PERIODS_PER_RUN: usize = 12;
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Subscriptions advanced.
+    pub subscriptions: usize,
+    /// Periods billed (one invoice each).
+    pub periods: usize,
+    /// Subscriptions that failed (left due, retried by the next run).
+    pub failures: usize,
+}
+
+/// Bills everything due by `until`, then returns. Stops early when `stop` is cancelled, between
+/// two subscriptions.
+pub async fn run_until(store: &Store, until: i64, stop: &CancellationToken) -> Report {
+    let mut report = Report::default();
+    // A subscription that fails is skipped for the rest of this run, so a run always ends.
+    let mut failed: Vec<String> = Vec::new();
+    while !stop.is_cancelled() {
+        match advance_one(store, until, &failed).await {
+            Ok(None) => break,
+            Ok(Some(periods)) => {
+                report.subscriptions += 1;
+                report.periods += periods;
+                metrics::cycle_periods(periods);
+            }
+            Err((id, e)) => {
+                tracing::warn!(subscription = %id, error = %e, "billing a subscription failed; it stays due");
+                metrics::cycle_failure();
+                report.failures += 1;
+                if id.is_empty() || failed.contains(&id) {
+                    break;
+                }
+                failed.push(id);
+            }
+        }
+    }
+    report
+}
+
+/// Claims the earliest due subscription (other than `skip`) and bills what fell due.
+/// `Ok(None)`: nothing is due.
+async fn advance_one(store: &Store, until: i64, skip: &[String]) -> Result<Option<usize>, (String, Error)> {
+    let backend = store.backend();
+    let mut tx = store.begin_write().await.map_err(|e| (String::new(), e.into()))?;
+    let claimed = subscriptions::claim_due(&mut tx, backend, until, skip)
+        .await
+        .map_err(|e| (String::new(), e.into()))?;
+    let Some((id, tenant)) = claimed else {
+        return Ok(None);
+    };
+    let ctx = Ctx::new(
+        backend,
+        tenant,
+        "system:billing-cycle".to_owned(),
+        format!("cycle-{}", uuid::Uuid::now_v7()),
+        crate::clock::now(),
+    );
+    let periods = advance(&mut tx, &ctx, &id, until, MAX_PERIODS_PER_RUN)
+        .await
+        .map_err(|e| (id.clone(), e))?;
+    tx.commit().await.map_err(|e| (id.clone(), e.into()))?;
+    ctx.committed();
+    Ok(Some(periods))
+}
+
+/// The scheduler inside the service: bills what is due every `interval` until `stop`.
+pub async fn run(store: Store, interval: Duration, stop: CancellationToken) {
+    loop {
+        let report = run_until(&store, crate::clock::now(), &stop).await;
+        if report.periods > 0 || report.failures > 0 {
+            tracing::info!(
+                subscriptions = report.subscriptions,
+                periods = report.periods,
+                failures = report.failures,
+                "billing cycle ran"
+            );
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

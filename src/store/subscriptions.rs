@@ -1,0 +1,299 @@
+//! Subscriptions and their items. A subscription is stored with the state its billing cycle
+//! needs (anchor, period index and bounds) and shown with its items.
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use super::Backend;
+use super::page::{self, Listing, Page, PageError, PageQuery};
+use super::rows::{get, metadata, metadata_text};
+use crate::domain::metadata::Metadata;
+use crate::domain::subscription::Status;
+use crate::objects::{CollectionMethod, Interval, Recurring, Subscription, SubscriptionItem, SubscriptionItemList};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub customer_id: String,
+    pub status: Status,
+    pub currency: String,
+    pub time_zone: String,
+    /// The local date and time periods are counted from (`2025-01-31T00:00:00`).
+    pub anchor: String,
+    pub anchor_fixed: bool,
+    pub recurring: Recurring,
+    pub period_index: i64,
+    pub current_period_start: i64,
+    pub current_period_end: i64,
+    pub trial_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub collection_method: CollectionMethod,
+    pub days_until_due: Option<i64>,
+    pub next_action_at: Option<i64>,
+    pub metadata: Metadata,
+    pub created: i64,
+}
+
+impl SubscriptionRow {
+    /// The subscription as the API shows it, with its items.
+    pub fn with_items(self, items: Vec<SubscriptionItem>) -> Subscription {
+        let s = self;
+        Subscription {
+            id: s.id,
+            object: Subscription::OBJECT,
+            customer: s.customer_id,
+            status: s.status,
+            currency: s.currency,
+            items: SubscriptionItemList {
+                object: "list",
+                data: items,
+                has_more: false,
+            },
+            recurring: s.recurring,
+            time_zone: s.time_zone,
+            billing_cycle_anchor: s.anchor,
+            current_period_start: s.current_period_start,
+            current_period_end: s.current_period_end,
+            trial_end: s.trial_end,
+            cancel_at_period_end: s.cancel_at_period_end,
+            canceled_at: s.canceled_at,
+            ended_at: s.ended_at,
+            collection_method: s.collection_method,
+            days_until_due: s.days_until_due,
+            metadata: s.metadata,
+            created: s.created,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, customer_id, status, currency, time_zone, anchor, anchor_fixed, interval_unit, interval_count, \
+    period_index, current_period_start, current_period_end, trial_end, cancel_at_period_end, canceled_at, ended_at, \
+    collection_method, days_until_due, next_action_at, metadata, created";
+const LISTING: Listing = Listing {
+    table: "subscriptions",
+    columns: COLUMNS,
+};
+const ITEM_COLUMNS: &str = "id, price_id, quantity, created";
+
+fn decode_error(column: &str, value: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.into(),
+        source: format!("unknown value {value:?}").into(),
+    }
+}
+
+fn from_row(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
+    let status: String = get(row, "status")?;
+    let interval: String = get(row, "interval_unit")?;
+    let method: String = get(row, "collection_method")?;
+    Ok(SubscriptionRow {
+        id: get(row, "id")?,
+        customer_id: get(row, "customer_id")?,
+        status: Status::parse(&status).ok_or_else(|| decode_error("status", status))?,
+        currency: get(row, "currency")?,
+        time_zone: get(row, "time_zone")?,
+        anchor: get(row, "anchor")?,
+        anchor_fixed: get::<i64>(row, "anchor_fixed")? != 0,
+        recurring: Recurring {
+            interval: Interval::parse(&interval).ok_or_else(|| decode_error("interval_unit", interval))?,
+            interval_count: get(row, "interval_count")?,
+        },
+        period_index: get(row, "period_index")?,
+        current_period_start: get(row, "current_period_start")?,
+        current_period_end: get(row, "current_period_end")?,
+        trial_end: get(row, "trial_end")?,
+        cancel_at_period_end: get::<i64>(row, "cancel_at_period_end")? != 0,
+        canceled_at: get(row, "canceled_at")?,
+        ended_at: get(row, "ended_at")?,
+        collection_method: CollectionMethod::parse(&method).ok_or_else(|| decode_error("collection_method", method))?,
+        days_until_due: get(row, "days_until_due")?,
+        next_action_at: get(row, "next_action_at")?,
+        metadata: metadata(row)?,
+        created: get(row, "created")?,
+    })
+}
+
+fn item_from_row(row: &AnyRow) -> Result<SubscriptionItem, sqlx::Error> {
+    Ok(SubscriptionItem {
+        id: get(row, "id")?,
+        object: SubscriptionItem::OBJECT,
+        price: get(row, "price_id")?,
+        quantity: get(row, "quantity")?,
+        created: get(row, "created")?,
+    })
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.insert", skip_all, fields(otel.kind = "client"))]
+pub async fn insert(conn: &mut AnyConnection, tenant: &str, s: &SubscriptionRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscriptions (id, tenant_id, customer_id, status, currency, time_zone, anchor, anchor_fixed, \
+         interval_unit, interval_count, period_index, current_period_start, current_period_end, trial_end, \
+         cancel_at_period_end, canceled_at, ended_at, collection_method, days_until_due, next_action_at, metadata, created) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+    )
+    .bind(&s.id)
+    .bind(tenant)
+    .bind(&s.customer_id)
+    .bind(s.status.as_str())
+    .bind(&s.currency)
+    .bind(&s.time_zone)
+    .bind(&s.anchor)
+    .bind(i64::from(s.anchor_fixed))
+    .bind(s.recurring.interval.as_str())
+    .bind(s.recurring.interval_count)
+    .bind(s.period_index)
+    .bind(s.current_period_start)
+    .bind(s.current_period_end)
+    .bind(s.trial_end)
+    .bind(i64::from(s.cancel_at_period_end))
+    .bind(s.canceled_at)
+    .bind(s.ended_at)
+    .bind(s.collection_method.as_str())
+    .bind(s.days_until_due)
+    .bind(s.next_action_at)
+    .bind(metadata_text(&s.metadata))
+    .bind(s.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes the state that changes: status, the cycle's position, cancellation, metadata.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.update", skip_all, fields(otel.kind = "client"))]
+pub async fn update(conn: &mut AnyConnection, tenant: &str, s: &SubscriptionRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE subscriptions SET status = $1, anchor = $2, anchor_fixed = $3, period_index = $4, current_period_start = $5, \
+         current_period_end = $6, cancel_at_period_end = $7, canceled_at = $8, ended_at = $9, next_action_at = $10, \
+         metadata = $11 WHERE tenant_id = $12 AND id = $13",
+    )
+    .bind(s.status.as_str())
+    .bind(&s.anchor)
+    .bind(i64::from(s.anchor_fixed))
+    .bind(s.period_index)
+    .bind(s.current_period_start)
+    .bind(s.current_period_end)
+    .bind(i64::from(s.cancel_at_period_end))
+    .bind(s.canceled_at)
+    .bind(s.ended_at)
+    .bind(s.next_action_at)
+    .bind(metadata_text(&s.metadata))
+    .bind(tenant)
+    .bind(&s.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.insert_item", skip_all, fields(otel.kind = "client"))]
+pub async fn insert_item(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+    item: &SubscriptionItem,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscription_items (id, tenant_id, subscription_id, price_id, quantity, created) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&item.id)
+    .bind(tenant)
+    .bind(subscription_id)
+    .bind(&item.price)
+    .bind(item.quantity)
+    .bind(item.created)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.find", skip_all, fields(otel.kind = "client"))]
+pub async fn find(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    select(conn, tenant, id, "").await
+}
+
+/// Reads a subscription to change it, holding its row until the transaction ends.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.find_for_update", skip_all, fields(otel.kind = "client"))]
+pub async fn find_for_update(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    select(conn, tenant, id, backend.for_update()).await
+}
+
+async fn select(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    id: &str,
+    lock: &str,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND id = $2{lock}"
+    ));
+    let row = sqlx::query(sql).bind(tenant).bind(id).fetch_optional(conn).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.items", skip_all, fields(otel.kind = "client"))]
+pub async fn items(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+) -> Result<Vec<SubscriptionItem>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {ITEM_COLUMNS} FROM subscription_items WHERE tenant_id = $1 AND subscription_id = $2 ORDER BY id"
+    ));
+    let rows = sqlx::query(sql)
+        .bind(tenant)
+        .bind(subscription_id)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(item_from_row).collect()
+}
+
+/// Which subscriptions a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub customer: Option<String>,
+    pub status: Option<Status>,
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.list", skip_all, fields(otel.kind = "client"))]
+pub async fn list(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    page: &PageQuery,
+    filter: &Filter,
+) -> Result<Page<SubscriptionRow>, PageError> {
+    let filters = page::set([
+        ("customer_id", filter.customer.as_deref()),
+        ("status", filter.status.map(Status::as_str)),
+    ]);
+    LISTING.fetch(conn, tenant, page, &filters, from_row).await
+}
+
+/// Claims the subscription with the earliest work due by `until` (other than `skip`), if any: on PostgreSQL the row
+/// is locked and skipped by every other claimer until this transaction ends, so any number of
+/// runners share the work; SQLite's write transaction already excludes the others.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.claim_due", skip_all, fields(otel.kind = "client"))]
+pub async fn claim_due(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    until: i64,
+    skip: &[String],
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let skipped: String = (0..skip.len()).map(|i| format!(" AND s.id <> ${}", i + 2)).collect();
+    let sql = AssertSqlSafe(format!(
+        "SELECT s.id, s.tenant_id FROM subscriptions s WHERE s.next_action_at IS NOT NULL AND s.next_action_at <= $1{skipped} \
+         ORDER BY s.next_action_at, s.id LIMIT 1{}",
+        backend.claim_rows_of("s")
+    ));
+    let mut query = sqlx::query(sql).bind(until);
+    for id in skip {
+        query = query.bind(id);
+    }
+    let row = query.fetch_optional(conn).await?;
+    row.map(|r| Ok((get(&r, "id")?, get(&r, "tenant_id")?))).transpose()
+}

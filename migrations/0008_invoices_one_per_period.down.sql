@@ -1,1 +1,5 @@
-DROP INDEX invoices_one_per_period;
+-- dialect sqlite
+DROP INDEX IF EXISTS invoices_one_per_period;
+-- dialect postgres
+DROP INDEX CONCURRENTLY IF EXISTS invoices_one_per_period;
+-- dialect end

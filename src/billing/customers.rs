@@ -6,7 +6,7 @@ use crate::domain::money::Currency;
 use crate::objects::Customer;
 use crate::operation::{Ctx, Error, Result};
 use crate::store::page::{Page, PageQuery};
-use crate::store::{customers, ledger, tenants};
+use crate::store::{customers, ledger, subscriptions, tenants};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewCustomer {
@@ -55,6 +55,15 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input: Custom
                     "the customer already has ledger activity in another currency",
                 ));
             }
+        }
+        // A subscription bills in its own currency; the customer's must stay that one.
+        let subscribed = subscriptions::live_currencies(conn, &ctx.tenant, id).await?;
+        if let Some(other) = subscribed.iter().find(|c| **c != code) {
+            return Err(Error::invalid(
+                "currency",
+                "currency_locked",
+                format!("the customer has a subscription billed in {other}"),
+            ));
         }
         customer.currency = Some(code);
     }

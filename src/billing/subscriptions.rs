@@ -12,6 +12,7 @@ use sqlx::AnyConnection;
 
 use crate::domain::calendar::{Anchor, Cadence, CalendarError};
 use crate::domain::ids::{Kind, new_id};
+use crate::domain::invoice::MAX_LINES;
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
 use crate::domain::pricing;
@@ -113,6 +114,19 @@ async fn checked_prices(
         }
         prices.push(price);
     }
+    // Every period's invoice must fit: one line per item, tier and tier flat fee.
+    let lines: usize = items
+        .iter()
+        .zip(&prices)
+        .filter_map(|(item, price)| Some(pricing::period_rows(&price.model()?, item.quantity)?.len()))
+        .sum();
+    if lines > MAX_LINES {
+        return Err(Error::invalid(
+            "items",
+            "too_many_invoice_lines",
+            format!("each period would be billed on {lines} lines; an invoice has at most {MAX_LINES}"),
+        ));
+    }
     Ok(prices)
 }
 
@@ -200,7 +214,14 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
         subscriptions::insert_item(conn, &ctx.tenant, &row.id, item).await?;
     }
     if status == Status::Active {
-        let nominal = anchor.period(cadence, index).map_err(calendar_error)?;
+        // A chosen billing day makes the first period part of one, charged its share. Otherwise
+        // the first period starts with the subscription and is charged in full (even where the
+        // start's local time occurs twice, at a DST fold, and the anchor takes the first one).
+        let nominal = if anchor_fixed {
+            anchor.period(cadence, index).map_err(calendar_error)?
+        } else {
+            period
+        };
         bill_period(conn, ctx, &row, &items, &prices, period, nominal, "subscription_create").await?;
     }
     let subscription = row.with_items(items);
@@ -326,7 +347,18 @@ async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Subscript
 /// Cancels now (nothing more is billed; the current period is not credited: proration of
 /// cancellations comes with subscription changes), or at the end of the current period.
 pub async fn cancel(conn: &mut AnyConnection, ctx: &Ctx, id: &str, at_period_end: bool) -> Result<Subscription> {
+    let row = lock(conn, ctx, id).await?;
+    // Refused before anything is written (see `operation`).
+    domain::transition(row.status, Action::Cancel)?;
+    // A period that started before now is owed even if the cycle has not billed it yet (a late
+    // scheduler must not make a cancellation cheaper): bill what is due first.
+    advance(conn, ctx, id, ctx.now, usize::MAX).await?;
     let mut row = lock(conn, ctx, id).await?;
+    if row.status == Status::Canceled {
+        // It ended at the end of its period, as it had been told to, before this request.
+        let items = subscriptions::items(conn, &ctx.tenant, id).await?;
+        return Ok(row.with_items(items));
+    }
     let status = domain::transition(row.status, Action::Cancel)?;
     row.canceled_at = Some(ctx.now);
     let event = if at_period_end {
@@ -377,6 +409,13 @@ pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, 
     let (cycle, cadence) = cycle_of(&row)?;
     let (steps, after) = domain::due(&cycle, until, max).map_err(calendar_error)?;
     if steps.is_empty() {
+        // Nothing is due: the stored next action must say so, or the cycle would claim this
+        // subscription again and again.
+        let next = (row.status.bills() || row.status == Status::Trialing).then_some(row.current_period_end);
+        if row.next_action_at != next {
+            row.next_action_at = next;
+            subscriptions::update(conn, &ctx.tenant, &row).await?;
+        }
         return Ok(0);
     }
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;

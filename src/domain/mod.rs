@@ -53,6 +53,7 @@ pub const FIELD_CODES: &[&str] = &[
     "price_inactive",
     "interval_mismatch",
     "invalid_time_zone",
+    "too_many_invoice_lines",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -73,6 +74,7 @@ pub const RULE_CODES: &[&str] = &[
     "price_inactive",
     "interval_mismatch",
     "invalid_time_zone",
+    "too_many_invoice_lines",
 ];
 
 impl FieldError {

@@ -137,8 +137,12 @@ pub fn due(cycle: &Cycle, until: i64, max: usize) -> Result<(Vec<Step>, Cycle), 
                     let (_, end) = cycle.anchor.period(cycle.cadence, index)?;
                     (index, (at, end))
                 } else {
+                    // The cycle starts at the trial's end. (At a DST fold the anchor's local time
+                    // resolves to its first occurrence, an hour before: the period still starts
+                    // at the trial's end, never inside the trial.)
                     cycle.anchor = Anchor::at(at, cycle.anchor.time_zone().clone())?;
-                    (0, cycle.anchor.period(cycle.cadence, 0)?)
+                    let (_, end) = cycle.anchor.period(cycle.cadence, 0)?;
+                    (0, (at, end))
                 };
                 Step::TrialEnded { index, period }
             }
@@ -300,6 +304,33 @@ mod tests {
             due(&quit, utc(2026, 1, 1), 10).unwrap().0,
             [Step::Canceled { at: utc(2025, 3, 19) }]
         );
+    }
+
+    #[test]
+    fn a_trial_ending_in_a_repeated_hour_starts_the_period_at_its_end() {
+        let ny = time_zone("America/New_York").unwrap();
+        let daily = Cadence::new(Unit::Day, 1).unwrap();
+        // 2 November 2025, 01:30 EST (06:30Z): the second 01:30 of that night.
+        let end = TimeZone::UTC
+            .to_ambiguous_timestamp(date(2025, 11, 2).at(6, 30, 0, 0))
+            .unambiguous()
+            .unwrap()
+            .as_second();
+        let trial = Cycle {
+            status: Status::Trialing,
+            anchor: Anchor::at(end - 14 * 86_400, ny).unwrap(),
+            cadence: daily,
+            index: 0,
+            period: (end - 14 * 86_400, end),
+            anchor_fixed: false,
+            cancel_at_period_end: false,
+        };
+        let (steps, _) = due(&trial, end, 1).unwrap();
+        let Step::TrialEnded { period, .. } = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(period.0, end, "not an hour inside the trial");
+        assert!(period.1 > end);
     }
 
     const ZONES: &[&str] = &[

@@ -3,12 +3,15 @@
 //! blocks in `migrations/` (see `migrate::source`).
 use crate::config::{Backend, DatabaseConfig};
 
-/// The statements of the migration lock: the database's name (the lock's key is made from it),
-/// take the lock if free, release it.
+/// The statements around migrating: the database's name (the lock's key is made from it), take
+/// the lock if free, release it, lift the statement timeout, and name the indexes an interrupted
+/// concurrent build left invalid.
 pub(super) struct MigrationLockSql {
     pub database: &'static str,
     pub try_lock: &'static str,
     pub unlock: &'static str,
+    pub no_timeout: &'static str,
+    pub invalid_indexes: &'static str,
 }
 
 impl Backend {
@@ -41,6 +44,12 @@ impl Backend {
                 database: "SELECT current_database()::text",
                 try_lock: "SELECT pg_try_advisory_lock($1)",
                 unlock: "SELECT pg_advisory_unlock($1)",
+                // An index built concurrently on a large table takes longer than any request
+                // may: the migrating connection has no statement timeout (it is closed after).
+                no_timeout: "SET statement_timeout = 0",
+                invalid_indexes: "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                    JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND n.nspname = current_schema() \
+                    ORDER BY 1",
             }),
             Backend::Sqlite => None,
         }

@@ -253,6 +253,22 @@ pub async fn items(
     rows.iter().map(item_from_row).collect()
 }
 
+/// The currencies of the customer's subscriptions that are not canceled.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.live_currencies", skip_all, fields(otel.kind = "client"))]
+pub async fn live_currencies(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT currency FROM subscriptions WHERE tenant_id = $1 AND customer_id = $2 AND status <> 'canceled'",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Which subscriptions a listing shows.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

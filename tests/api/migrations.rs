@@ -151,3 +151,34 @@ async fn migrations_wait_for_the_lock_an_earlier_release_takes() {
         .unwrap();
     assert_eq!(applied, embedded(Backend::Postgres).len());
 }
+
+/// An index left invalid by an interrupted concurrent build stops `migrate run` with its name,
+/// instead of being taken for a built one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_index_stops_migrations_and_is_named() {
+    let Some(db) = TestDb::empty(Backend::Postgres).await else {
+        return;
+    };
+    let store = store_for(&db).await;
+    for sql in [
+        "CREATE TABLE leftovers (x BIGINT)",
+        "INSERT INTO leftovers VALUES (1), (1)",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    // A unique index over duplicates fails to build and stays behind, invalid.
+    sqlx::query("CREATE UNIQUE INDEX CONCURRENTLY leftovers_x ON leftovers (x)")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    let refused = store.migrate_run().await.unwrap_err();
+    assert!(
+        matches!(refused, MigrateError::InvalidIndex(ref name) if name == "leftovers_x"),
+        "{refused}"
+    );
+    sqlx::query("DROP INDEX CONCURRENTLY leftovers_x")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(store.migrate_run().await.unwrap(), embedded(Backend::Postgres).len());
+}

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend_tests;
 use crate::helpers::api::Api;
 use crate::helpers::process::run;
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 backend_tests!(
     a_subscription_invoices_its_first_period_then_each_one_after,
@@ -19,6 +19,8 @@ backend_tests!(
     cancellation_now_or_at_the_end_of_the_period,
     bad_subscriptions_are_refused_and_change_nothing,
     concurrent_cycle_runs_bill_each_period_once,
+    a_cancellation_first_bills_the_periods_that_have_started,
+    what_later_periods_could_not_bill_is_refused_up_front,
 );
 
 const DAY: i64 = 86_400;
@@ -469,4 +471,119 @@ async fn concurrent_cycle_runs_bill_each_period_once(backend: Backend) {
         .await
         .unwrap_err();
     assert!(error.to_string().to_lowercase().contains("unique"), "{error}");
+}
+
+/// Created three days and a bit ago on a daily price (through the billing layer, with that
+/// instant as its clock), never cycled since: cancelling at the period's end first bills the
+/// three days that started meanwhile, then ends after the current one.
+async fn a_cancellation_first_bills_the_periods_that_have_started(backend: Backend) {
+    use billing_api::billing::subscriptions::{NewItem, NewSubscription, create};
+    use billing_api::objects::CollectionMethod;
+    use billing_api::operation::Ctx;
+    let Some(app) = spawn_app_with(backend, &[("BILLING_BILLING__SCHEDULER", "false")]).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let daily = price(
+        &api,
+        json!({"currency": "usd", "recurring": {"interval": "day"}, "unit_amount": 100}),
+    )
+    .await;
+    let then = billing_api::clock::now() - 3 * DAY - 600;
+    let ctx = Ctx::new(app.store.backend(), "acme".into(), "test".into(), "test".into(), then);
+    let mut tx = app.store.begin_write().await.unwrap();
+    let sub = create(
+        &mut tx,
+        &ctx,
+        NewSubscription {
+            customer_id: customer.clone(),
+            items: vec![NewItem {
+                price_id: daily,
+                quantity: 1,
+            }],
+            time_zone: None,
+            billing_cycle_day: None,
+            trial_period_days: None,
+            collection_method: CollectionMethod::ChargeAutomatically,
+            days_until_due: None,
+            metadata: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(invoices_of(&api, &sub.id).await.len(), 1);
+    let marked = api
+        .post(
+            &format!("/v1/subscriptions/{}/cancel", sub.id),
+            json!({"at_period_end": true}),
+        )
+        .await
+        .expect(200);
+    let invoices = invoices_of(&api, &sub.id).await;
+    assert_eq!(
+        invoices.len(),
+        4,
+        "the three days that started before the cancellation are billed"
+    );
+    assert_contiguous(&invoices);
+    assert_eq!(marked["current_period_start"], invoices[3]["period_start"]);
+    assert_eq!(marked["status"], "active");
+    let end = marked["current_period_end"].as_i64().unwrap();
+    run_until(&app, end + 10 * DAY).await;
+    let ended = api.get(&format!("/v1/subscriptions/{}", sub.id)).await.expect(200);
+    assert_eq!(ended["status"], "canceled");
+    assert_eq!(ended["ended_at"], end);
+    assert_eq!(invoices_of(&api, &sub.id).await.len(), 4);
+}
+
+/// What would make a later period's invoice impossible is refused when the subscription is made
+/// (or the customer changed), not found by the cycle: too many invoice lines, another currency.
+async fn what_later_periods_could_not_bill_is_refused_up_front(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let tiers: Vec<Value> = (1..=7)
+        .map(|i| json!({"up_to": i * 10, "unit_amount": 10, "flat_amount": 5}))
+        .chain([json!({"unit_amount": 1, "flat_amount": 5})])
+        .collect();
+    let tiered = price(
+        &api,
+        json!({"currency": "usd", "recurring": {"interval": "month"}, "tiers_mode": "graduated", "tiers": tiers}),
+    )
+    .await;
+    // 16 lines per item (8 tiers and their flat fees): 7 items make 112 lines, over 100.
+    let items: Vec<Value> = (0..7).map(|_| json!({"price": tiered, "quantity": 100})).collect();
+    let refused = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": items, "trial_period_days": 3}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused["errors"][0]["code"], "too_many_invoice_lines", "{refused}");
+    let six: Vec<Value> = (0..6).map(|_| json!({"price": tiered, "quantity": 100})).collect();
+    api.post("/v1/subscriptions", json!({"customer": customer, "items": six}))
+        .await
+        .expect(201);
+
+    // A customer without a currency, on trial in dollars: its currency cannot become euros.
+    let open = api.post("/v1/customers", json!({"name": "Open"})).await.expect(201);
+    let open_id = open["id"].as_str().unwrap();
+    let seats = monthly(&api, 1_000).await;
+    api.post(
+        "/v1/subscriptions",
+        json!({"customer": open_id, "items": [{"price": seats}], "trial_period_days": 7}),
+    )
+    .await
+    .expect(201);
+    let locked = api
+        .post(&format!("/v1/customers/{open_id}"), json!({"currency": "eur"}))
+        .await
+        .expect(422);
+    assert_eq!(locked["errors"][0]["code"], "currency_locked");
+    api.post(&format!("/v1/customers/{open_id}"), json!({"currency": "usd"}))
+        .await
+        .expect(200);
 }

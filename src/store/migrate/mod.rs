@@ -92,6 +92,7 @@ async fn lock_migrations(
     let Some(sql) = backend.migration_lock_sql() else {
         return Ok(None);
     };
+    sqlx::query(sql.no_timeout).execute(&mut **conn).await?;
     let name: String = sqlx::query_scalar(sql.database).fetch_one(&mut **conn).await?;
     let key = 0x3d32_ad9e_i64 * i64::from(crc32fast::hash(name.as_bytes()));
     loop {
@@ -103,6 +104,19 @@ async fn lock_migrations(
             return Ok(Some((sql.unlock, key)));
         }
         tokio::time::sleep(LOCK_RETRY).await;
+    }
+}
+
+/// Refuses to migrate over an index left invalid by an interrupted concurrent build: the
+/// migration that built it is not recorded, and would otherwise fail on it with a vaguer error.
+async fn check_indexes(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, backend: Backend) -> Result<(), MigrateError> {
+    let Some(sql) = backend.migration_lock_sql() else {
+        return Ok(());
+    };
+    let invalid: Vec<String> = sqlx::query_scalar(sql.invalid_indexes).fetch_all(&mut **conn).await?;
+    match invalid.into_iter().next() {
+        Some(index) => Err(MigrateError::InvalidIndex(index)),
+        None => Ok(()),
     }
 }
 
@@ -158,6 +172,10 @@ pub enum MigrateError {
     NothingToRevert,
     #[error("the last applied migration ({0}) was added by a newer release; revert it with that release's binary")]
     RevertUnknown(i64),
+    #[error(
+        "index {0} was left invalid by an interrupted concurrent build: drop it (DROP INDEX CONCURRENTLY {0}) and run the migrations again"
+    )]
+    InvalidIndex(String),
 }
 
 impl Store {
@@ -166,13 +184,16 @@ impl Store {
         let before = self.pending_migrations().await?;
         let mut conn = self.pool().acquire().await?;
         let unlock = lock_migrations(&mut conn, self.backend()).await?;
-        if let Err(e) = migrator(self.backend()).run_direct(None, &mut *conn, false).await {
-            // The connection may still hold the migration lock: do not return it to the pool.
-            let _ = conn.close().await;
-            return Err(e.into());
+        let result = async {
+            check_indexes(&mut conn, self.backend()).await?;
+            migrator(self.backend()).run_direct(None, &mut *conn, false).await?;
+            unlock_migrations(&mut conn, unlock).await?;
+            Ok::<_, MigrateError>(())
         }
-        unlock_migrations(&mut conn, unlock).await?;
-        Ok(before)
+        .await;
+        // Not returned to the pool: it may still hold the lock, and it has no statement timeout.
+        let _ = conn.close().await;
+        result.map(|()| before)
     }
 
     /// Reverts the most recently applied migration; returns its version.
@@ -189,12 +210,14 @@ impl Store {
         let target = applied.iter().rev().nth(1).map_or(0, |r| r.version);
         let mut conn = self.pool().acquire().await?;
         let unlock = lock_migrations(&mut conn, self.backend()).await?;
-        if let Err(e) = migrator(self.backend()).undo(&mut *conn, target).await {
-            let _ = conn.close().await;
-            return Err(e.into());
+        let result = async {
+            migrator(self.backend()).undo(&mut *conn, target).await?;
+            unlock_migrations(&mut conn, unlock).await?;
+            Ok::<_, MigrateError>(())
         }
-        unlock_migrations(&mut conn, unlock).await?;
-        Ok(last.version)
+        .await;
+        let _ = conn.close().await;
+        result.map(|()| last.version)
     }
 
     /// Every migration this binary knows and every one the database records, in version order.

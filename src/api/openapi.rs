@@ -116,6 +116,14 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
                         .item(pricing_alternatives())
                         .build(),
                 ));
+            } else if name == "ItemChangeParams" {
+                let fields = std::mem::take(object);
+                *schema = RefOr::T(Schema::AllOf(
+                    AllOfBuilder::new()
+                        .item(Schema::Object(fields))
+                        .item(item_change_alternatives())
+                        .build(),
+                ));
             } else if object.required.is_empty() {
                 optional_bodies.push(format!("#/components/schemas/{name}"));
             }
@@ -194,6 +202,37 @@ fn pricing_alternatives() -> Schema {
         .required("tiers_mode")
         .required("tiers");
     OneOfBuilder::new().item(per_unit).item(tiered).build().into()
+}
+
+/// A change to a subscription's items is one of: an item to add (`price`, no `id`), an item to
+/// change (`id`, not `deleted`), an item to remove (`id`, `deleted: true`, no price or
+/// quantity), as `api::subscriptions` checks it.
+fn item_change_alternatives() -> Schema {
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let add = ObjectBuilder::new()
+        .property("id", null())
+        .property("price", string())
+        .property(
+            "deleted",
+            ObjectBuilder::new().enum_values(Some([serde_json::json!(false), serde_json::Value::Null])),
+        )
+        .required("price");
+    let change = ObjectBuilder::new()
+        .property("id", string())
+        .property(
+            "deleted",
+            ObjectBuilder::new().enum_values(Some([serde_json::json!(false), serde_json::Value::Null])),
+        )
+        .required("id");
+    let remove = ObjectBuilder::new()
+        .property("id", string())
+        .property("deleted", ObjectBuilder::new().enum_values(Some([true])))
+        .property("price", null())
+        .property("quantity", null())
+        .required("id")
+        .required("deleted");
+    OneOfBuilder::new().item(add).item(change).item(remove).build().into()
 }
 
 /// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft) on a response; `Retry-After` on 429.

@@ -28,6 +28,7 @@ pub const CODES: &[&str] = &[
     "payment_fully_refunded",
     "too_many_lines",
     "price_superseded",
+    "no_upcoming_invoice",
     "idempotency_key_in_use",
     "payload_too_large",
     "request_header_fields_too_large",

@@ -146,6 +146,10 @@ schema!(
     PriceId => id(Kind::Price)
 );
 schema!(
+    /// A subscription item id (`si_…`).
+    SubscriptionItemId => id(Kind::SubscriptionItem)
+);
+schema!(
     /// A webhook endpoint id (`we_…`).
     WebhookEndpointId => id(Kind::WebhookEndpoint)
 );

@@ -7,10 +7,10 @@ use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
 use crate::objects::{Invoice, LineItem, Period};
 use crate::operation::{Ctx, Error, Result};
-use crate::store::customers;
 use crate::store::invoices::{self, Filter, InvoiceRow};
 use crate::store::ledger::{Movement, post};
 use crate::store::page::{Page, PageQuery};
+use crate::store::{credits, customers};
 
 #[derive(Debug, Clone)]
 pub struct NewLine {
@@ -39,7 +39,7 @@ pub struct NewInvoice {
     pub due_date: Option<i64>,
     pub lines: Vec<NewLine>,
     pub metadata: Metadata,
-    /// Set when a subscription bills a period.
+    /// Set when a subscription makes the invoice.
     pub subscription: Option<SubscriptionPeriod>,
 }
 
@@ -47,8 +47,11 @@ pub struct NewInvoice {
 #[derive(Debug, Clone)]
 pub struct SubscriptionPeriod {
     pub subscription_id: String,
-    pub period: Period,
-    /// `subscription_create` or `subscription_cycle`.
+    /// The period it bills; none for an invoice of proration charges alone (a change invoiced
+    /// at once, the last charges of a canceled subscription).
+    pub period: Option<Period>,
+    /// `subscription_create`, `subscription_cycle`, `subscription_update` or
+    /// `subscription_cancel`.
     pub billing_reason: &'static str,
 }
 
@@ -133,8 +136,8 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         customer_id: customer.id,
         subscription_id: subscription.as_ref().map(|s| s.subscription_id.clone()),
         billing_reason: subscription.as_ref().map(|s| s.billing_reason.to_owned()),
-        period_start: subscription.as_ref().map(|s| s.period.start),
-        period_end: subscription.as_ref().map(|s| s.period.end),
+        period_start: subscription.as_ref().and_then(|s| s.period.map(|p| p.start)),
+        period_end: subscription.as_ref().and_then(|s| s.period.map(|p| p.end)),
         status: Status::Draft,
         currency,
         number: None,
@@ -144,6 +147,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         total: 0,
         amount_paid: 0,
         amount_refunded: 0,
+        applied_balance: 0,
         metadata: input.metadata,
         created: ctx.now,
         finalized_at: None,
@@ -278,7 +282,37 @@ pub async fn delete_line(conn: &mut AnyConnection, ctx: &Ctx, id: &str, line_id:
 /// Freezes a draft, gives it the tenant's next number and bills the customer.
 pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
     let mut invoice = lock(conn, ctx, id).await?;
-    let status = invoice::transition(invoice.status, Action::Finalize { total: invoice.total })?;
+    invoice::transition(invoice.status, Action::Finalize { total: invoice.total })?;
+    // The customer's credit pays what it can (its row is held, so it is applied once).
+    let credit = if invoice.total > 0 {
+        credits::balance_for_update(conn, ctx.backend, &ctx.tenant, &invoice.customer_id, &invoice.currency).await?
+    } else {
+        0
+    };
+    let applied = credit.min(invoice.total);
+    let status = invoice::transition(
+        invoice.status,
+        Action::Finalize {
+            total: invoice.total - applied,
+        },
+    )?;
+    if applied > 0 {
+        invoice.applied_balance = applied;
+        credits::record(
+            conn,
+            &credits::Movement {
+                tenant: &ctx.tenant,
+                customer_id: &invoice.customer_id,
+                currency: &invoice.currency,
+                amount: -applied,
+                description: "applied to an invoice",
+                subscription_id: invoice.subscription_id.as_deref(),
+                invoice_id: Some(&invoice.id),
+                created: ctx.now,
+            },
+        )
+        .await?;
+    }
     let (seq, prefix) = invoices::take_number(conn, &ctx.tenant, ctx.now).await?;
     invoice.status = status.unwrap_or(Status::Open);
     invoice.number = Some(format!("{prefix}{seq:06}"));
@@ -300,6 +334,23 @@ pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoi
     let status = invoice::transition(invoice.status, Action::Void { has_payments })?;
     invoice.status = status.unwrap_or(Status::Void);
     invoice.voided_at = Some(ctx.now);
+    if invoice.applied_balance > 0 {
+        // The credit it took goes back to the customer.
+        credits::record(
+            conn,
+            &credits::Movement {
+                tenant: &ctx.tenant,
+                customer_id: &invoice.customer_id,
+                currency: &invoice.currency,
+                amount: invoice.applied_balance,
+                description: "returned from a voided invoice",
+                subscription_id: invoice.subscription_id.as_deref(),
+                invoice_id: Some(&invoice.id),
+                created: ctx.now,
+            },
+        )
+        .await?;
+    }
     let postings = ledger::void(invoice.subtotal, invoice.tax, invoice.total);
     record_change(conn, ctx, invoice, None, &postings, "invoice.voided").await
 }

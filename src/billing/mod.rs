@@ -3,6 +3,7 @@
 //! postings, audit, events). The reads beside them answer the same objects, so the API calls
 //! this layer for both.
 pub mod catalog;
+pub mod changes;
 pub mod customers;
 pub mod cycles;
 pub mod events;

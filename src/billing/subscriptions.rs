@@ -13,17 +13,22 @@ use sqlx::AnyConnection;
 use crate::domain::calendar::{Anchor, Cadence, CalendarError};
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::invoice::MAX_LINES;
+use crate::domain::invoice::Refusal;
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
 use crate::domain::pricing;
 use crate::domain::proration;
 use crate::domain::subscription::{self as domain, Action, Cycle, Status, Step};
-use crate::objects::{CollectionMethod, Invoice, Period, Price, Subscription, SubscriptionItem};
+use crate::objects::{
+    CollectionMethod, Invoice, Period, PlannedLine, Price, Subscription, SubscriptionItem, UpcomingInvoice,
+};
 use crate::operation::{Ctx, Error, Result};
+use crate::store::charges::{self, ChargeRow};
 use crate::store::page::{Page, PageQuery};
 use crate::store::subscriptions::{self, Filter, SubscriptionRow};
-use crate::store::{catalog, customers, tenants};
+use crate::store::{catalog, credits, customers, tenants};
 
+use super::changes::planned_line;
 use super::invoices::{self, NewInvoice, NewLine, SubscriptionPeriod};
 
 /// The most items a subscription may have.
@@ -54,13 +59,13 @@ pub struct NewSubscription {
     pub metadata: Metadata,
 }
 
-fn calendar_error(e: CalendarError) -> Error {
+pub(super) fn calendar_error(e: CalendarError) -> Error {
     Error::invalid("billing_cycle_anchor", "out_of_range", e.to_string())
 }
 
 /// The prices of `items`, checked against each other and the customer: active, one currency,
 /// one interval (422 `price_inactive`, `currency_mismatch`, `interval_mismatch`).
-async fn checked_prices(
+pub(super) async fn checked_prices(
     conn: &mut AnyConnection,
     tenant: &str,
     items: &[NewItem],
@@ -222,7 +227,17 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
         } else {
             period
         };
-        bill_period(conn, ctx, &row, &items, &prices, period, nominal, "subscription_create").await?;
+        let bills = period_bill(
+            conn,
+            &ctx.tenant,
+            &mut Names::default(),
+            &items,
+            &prices,
+            period,
+            nominal,
+        )
+        .await?;
+        bill_period(conn, ctx, &row, bills, period, "subscription_create").await?;
     }
     let subscription = row.with_items(items);
     ctx.audit(conn, "subscription.created", &subscription.id).await?;
@@ -230,86 +245,216 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
     Ok(subscription)
 }
 
-/// Creates and finalizes the invoice of `period` (part of the nominal period `nominal`: a first
-/// period that starts between two billing days is charged its share, rounded once).
-#[allow(clippy::too_many_arguments)]
-async fn bill_period(
+/// The names lines give prices (a price's nickname, else its product's name), read once each.
+#[derive(Default)]
+pub(super) struct Names(HashMap<String, String>);
+
+impl Names {
+    pub(super) async fn of(&mut self, conn: &mut AnyConnection, tenant: &str, price: &Price) -> Result<String> {
+        if let Some(name) = self.0.get(&price.id) {
+            return Ok(name.clone());
+        }
+        let name = match &price.nickname {
+            Some(nickname) => nickname.clone(),
+            None => catalog::find_product(conn, tenant, &price.product_id)
+                .await?
+                .map_or_else(|| price.id.clone(), |p| p.name),
+        };
+        self.0.insert(price.id.clone(), name.clone());
+        Ok(name)
+    }
+}
+
+/// What one item is charged for a period: its lines (one per tier and tier fee, or one for the
+/// share of a partial period) and their sum, which proration credits from.
+pub(super) struct ItemBill {
+    pub item_id: String,
+    pub price_id: String,
+    pub quantity: i64,
+    pub description: String,
+    pub amount: i64,
+    pub lines: Vec<NewLine>,
+}
+
+/// What billing `period` (part of the nominal period `nominal`: a first period that starts
+/// between two billing days is charged its share, rounded once) charges each item. Nothing is
+/// written: the cycle bills it, the upcoming invoice shows it.
+pub(super) async fn period_bill(
     conn: &mut AnyConnection,
-    ctx: &Ctx,
-    row: &SubscriptionRow,
+    tenant: &str,
+    names: &mut Names,
     items: &[SubscriptionItem],
     prices: &[Price],
     period: (i64, i64),
     nominal: (i64, i64),
-    reason: &'static str,
-) -> Result<Invoice> {
+) -> Result<Vec<ItemBill>> {
     let partial = period != nominal;
     let span = Period {
         start: period.0,
         end: period.1,
     };
-    let mut lines = Vec::new();
+    let mut bills = Vec::with_capacity(items.len());
     for (item, price) in items.iter().zip(prices) {
-        let name = match &price.nickname {
-            Some(nickname) => nickname.clone(),
-            None => catalog::find_product(conn, &ctx.tenant, &price.product_id)
-                .await?
-                .map_or_else(|| price.id.clone(), |p| p.name),
-        };
+        let name = names.of(conn, tenant, price).await?;
         let model = price.model().ok_or(Error::NotFound("price"))?;
         let too_large = || Error::invalid("items", "amount_too_large", "the period's amount is too large");
-        if partial {
+        let full = pricing::period_amount(&model, item.quantity).ok_or_else(too_large)?;
+        let description = format!("{name} × {}", item.quantity);
+        let mut lines = Vec::new();
+        let amount = if partial {
             // One line for the share of the period: the full amount prorated, rounded once.
-            let full = pricing::period_amount(&model, item.quantity).ok_or_else(too_large)?;
             let share = proration::remaining_debit(full, nominal, period.0).ok_or_else(too_large)?;
             lines.push(NewLine {
-                description: format!("{name} × {} (part of a period)", item.quantity),
+                description: format!("{description} (part of a period)"),
                 quantity: 1,
                 unit_amount: share,
                 tax_rate_bps: None,
                 price_id: Some(price.id.clone()),
                 period: Some(span),
             });
-            continue;
-        }
-        for r in pricing::period_rows(&model, item.quantity).ok_or_else(too_large)? {
-            let description = match (r.tier, r.flat_fee) {
-                (Some(tier), true) => format!("{name} (tier {} flat fee)", tier + 1),
-                (Some(tier), false) => format!("{name} (tier {})", tier + 1),
-                (None, _) => name.clone(),
-            };
-            lines.push(NewLine {
-                description,
-                quantity: r.quantity,
-                unit_amount: r.unit_amount,
-                tax_rate_bps: None,
-                price_id: Some(price.id.clone()),
-                period: Some(span),
-            });
-        }
+            share
+        } else {
+            for r in pricing::period_rows(&model, item.quantity).ok_or_else(too_large)? {
+                let description = match (r.tier, r.flat_fee) {
+                    (Some(tier), true) => format!("{name} (tier {} flat fee)", tier + 1),
+                    (Some(tier), false) => format!("{name} (tier {})", tier + 1),
+                    (None, _) => name.clone(),
+                };
+                lines.push(NewLine {
+                    description,
+                    quantity: r.quantity,
+                    unit_amount: r.unit_amount,
+                    tax_rate_bps: None,
+                    price_id: Some(price.id.clone()),
+                    period: Some(span),
+                });
+            }
+            full
+        };
+        bills.push(ItemBill {
+            item_id: item.id.clone(),
+            price_id: price.id.clone(),
+            quantity: item.quantity,
+            description,
+            amount,
+            lines,
+        });
     }
-    let due_date = match row.collection_method {
-        CollectionMethod::SendInvoice => Some(ctx.now + row.days_until_due.unwrap_or(30) * 86_400),
-        CollectionMethod::ChargeAutomatically => Some(ctx.now),
+    Ok(bills)
+}
+
+/// A pending proration charge as an invoice line.
+pub(super) fn pending_line(charge: &ChargeRow) -> NewLine {
+    NewLine {
+        description: charge.description.clone(),
+        quantity: 1,
+        unit_amount: charge.amount,
+        tax_rate_bps: None,
+        price_id: Some(charge.price_id.clone()),
+        period: Some(Period {
+            start: charge.period_start,
+            end: charge.period_end,
+        }),
+    }
+}
+
+/// When an invoice the subscription makes now is due.
+pub(super) fn due_date(row: &SubscriptionRow, now: i64) -> i64 {
+    match row.collection_method {
+        CollectionMethod::SendInvoice => now + row.days_until_due.unwrap_or(30) * 86_400,
+        CollectionMethod::ChargeAutomatically => now,
+    }
+}
+
+/// Creates and finalizes the invoice of `period`: each item's charge for it, then the proration
+/// charges waiting for an invoice. Each item's charge is recorded for later credits.
+async fn bill_period(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    bills: Vec<ItemBill>,
+    period: (i64, i64),
+    reason: &'static str,
+) -> Result<Invoice> {
+    let pending = charges::pending(conn, &ctx.tenant, &row.id).await?;
+    let mut lines: Vec<NewLine> = bills.iter().flat_map(|b| b.lines.iter().cloned()).collect();
+    lines.extend(pending.iter().map(pending_line));
+    let span = Period {
+        start: period.0,
+        end: period.1,
     };
+    let invoice = make_invoice(conn, ctx, row, lines, Some(span), reason).await?;
+    charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+    for bill in bills {
+        charges::insert(
+            conn,
+            &ctx.tenant,
+            &ChargeRow {
+                id: new_id(Kind::SubscriptionCharge),
+                subscription_id: row.id.clone(),
+                item_id: bill.item_id,
+                price_id: bill.price_id,
+                quantity: bill.quantity,
+                description: bill.description,
+                amount: bill.amount,
+                period_start: period.0,
+                period_end: period.1,
+                credited: 0,
+                covered_until: period.1,
+                invoice_id: Some(invoice.id.clone()),
+                created: ctx.now,
+            },
+        )
+        .await?;
+    }
+    Ok(invoice)
+}
+
+/// Creates and finalizes one of the subscription's invoices.
+async fn make_invoice(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    lines: Vec<NewLine>,
+    period: Option<Period>,
+    reason: &'static str,
+) -> Result<Invoice> {
     let draft = invoices::create(
         conn,
         ctx,
         NewInvoice {
             customer_id: row.customer_id.clone(),
             currency: Currency::parse(&row.currency),
-            due_date,
+            due_date: Some(due_date(row, ctx.now)),
             lines,
             metadata: Metadata::new(),
             subscription: Some(SubscriptionPeriod {
                 subscription_id: row.id.clone(),
-                period: span,
+                period,
                 billing_reason: reason,
             }),
         },
     )
     .await?;
     invoices::finalize(conn, ctx, &draft.id).await
+}
+
+/// Invoices the proration charges waiting for an invoice, if any, at once (a change with
+/// `always_invoice`, the end of a subscription).
+pub(super) async fn invoice_pending(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    reason: &'static str,
+) -> Result<Option<Invoice>> {
+    let pending = charges::pending(conn, &ctx.tenant, &row.id).await?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let lines = pending.iter().map(pending_line).collect();
+    let invoice = make_invoice(conn, ctx, row, lines, None, reason).await?;
+    charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+    Ok(Some(invoice))
 }
 
 pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Subscription> {
@@ -338,15 +483,21 @@ pub async fn list(
     })
 }
 
-async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<SubscriptionRow> {
+pub(super) async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<SubscriptionRow> {
     subscriptions::find_for_update(conn, ctx.backend, &ctx.tenant, id)
         .await?
         .ok_or(Error::NotFound("subscription"))
 }
 
-/// Cancels now (nothing more is billed; the current period is not credited: proration of
-/// cancellations comes with subscription changes), or at the end of the current period.
-pub async fn cancel(conn: &mut AnyConnection, ctx: &Ctx, id: &str, at_period_end: bool) -> Result<Subscription> {
+/// Cancels now (nothing more is billed; with `prorate`, the unused rest of what the current
+/// period was charged is credited to the customer), or at the end of the current period.
+pub async fn cancel(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    id: &str,
+    at_period_end: bool,
+    prorate: bool,
+) -> Result<Subscription> {
     let row = lock(conn, ctx, id).await?;
     // Refused before anything is written (see `operation`).
     domain::transition(row.status, Action::Cancel)?;
@@ -371,6 +522,12 @@ pub async fn cancel(conn: &mut AnyConnection, ctx: &Ctx, id: &str, at_period_end
         "subscription.canceled"
     };
     subscriptions::update(conn, &ctx.tenant, &row).await?;
+    if row.status == Status::Canceled {
+        if prorate {
+            super::changes::credit_all(conn, ctx, &row, ctx.now).await?;
+        }
+        invoice_pending(conn, ctx, &row, "subscription_cancel").await?;
+    }
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;
     let subscription = row.with_items(items);
     ctx.audit(conn, event, id).await?;
@@ -378,7 +535,31 @@ pub async fn cancel(conn: &mut AnyConnection, ctx: &Ctx, id: &str, at_period_end
     Ok(subscription)
 }
 
-fn cycle_of(row: &SubscriptionRow) -> Result<(Cycle, Cadence)> {
+/// The price of each item, in order.
+pub(super) async fn prices_of(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    items: &[SubscriptionItem],
+) -> Result<Vec<Price>> {
+    let mut prices: HashMap<String, Price> = HashMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let price = match prices.get(&item.price) {
+            Some(price) => price.clone(),
+            None => {
+                let price = catalog::find_price(conn, tenant, &item.price)
+                    .await?
+                    .ok_or(Error::NotFound("price"))?;
+                prices.insert(item.price.clone(), price.clone());
+                price
+            }
+        };
+        out.push(price);
+    }
+    Ok(out)
+}
+
+pub(super) fn cycle_of(row: &SubscriptionRow) -> Result<(Cycle, Cadence)> {
     let broken = |what: &str| Error::Db(sqlx::Error::Decode(format!("subscription {}: {what}", row.id).into()));
     let anchor = Anchor::from_stored(&row.anchor, &row.time_zone).ok_or_else(|| broken("unreadable anchor"))?;
     let cadence = Cadence::new(
@@ -400,6 +581,23 @@ fn cycle_of(row: &SubscriptionRow) -> Result<(Cycle, Cadence)> {
     ))
 }
 
+/// The whole period a billing step's period is part of: itself, except for the first paid
+/// period after a trial on a chosen billing day, which is a share of one.
+pub(super) fn nominal_period(cycle: &Cycle, after: &Cycle, cadence: Cadence, step: &Step) -> Result<(i64, i64)> {
+    match step {
+        Step::TrialEnded { index, .. } => {
+            let anchor = if after.anchor_fixed {
+                &cycle.anchor
+            } else {
+                &after.anchor
+            };
+            anchor.period(cadence, *index).map_err(calendar_error)
+        }
+        Step::Renewed { period, .. } => Ok(*period),
+        Step::Canceled { at } => Ok((*at, *at)),
+    }
+}
+
 /// Applies what fell due by `until` (at most `max` steps), in the caller's transaction: each
 /// period's invoice, the trial's end, a cancellation at a period's end. Returns the number of
 /// periods billed. A subscription with nothing due is left as it is, so a second runner that
@@ -419,44 +617,25 @@ pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, 
         return Ok(0);
     }
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;
-    let mut prices: HashMap<String, Price> = HashMap::new();
-    for item in &items {
-        if !prices.contains_key(&item.price) {
-            let price = catalog::find_price(conn, &ctx.tenant, &item.price)
-                .await?
-                .ok_or(Error::NotFound("price"))?;
-            prices.insert(item.price.clone(), price);
-        }
-    }
-    let item_prices: Vec<Price> = items
-        .iter()
-        .filter_map(|item| prices.get(&item.price).cloned())
-        .collect();
+    let item_prices = prices_of(conn, &ctx.tenant, &items).await?;
+    let mut names = Names::default();
     let mut billed = 0;
     let mut events = Vec::new();
+    let mut ended = false;
     for step in &steps {
         match step {
-            Step::TrialEnded { index, period } | Step::Renewed { index, period } => {
-                let (reason, nominal) = match step {
-                    Step::TrialEnded { .. } => {
-                        events.push("subscription.updated");
-                        let anchor = if after.anchor_fixed {
-                            &cycle.anchor
-                        } else {
-                            &after.anchor
-                        };
-                        (
-                            "subscription_cycle",
-                            anchor.period(cadence, *index).map_err(calendar_error)?,
-                        )
-                    }
-                    _ => ("subscription_cycle", *period),
-                };
-                bill_period(conn, ctx, &row, &items, &item_prices, *period, nominal, reason).await?;
+            Step::TrialEnded { period, .. } | Step::Renewed { period, .. } => {
+                if matches!(step, Step::TrialEnded { .. }) {
+                    events.push("subscription.updated");
+                }
+                let nominal = nominal_period(&cycle, &after, cadence, step)?;
+                let bills = period_bill(conn, &ctx.tenant, &mut names, &items, &item_prices, *period, nominal).await?;
+                bill_period(conn, ctx, &row, bills, *period, "subscription_cycle").await?;
                 billed += 1;
             }
             Step::Canceled { at } => {
                 row.ended_at = Some(*at);
+                ended = true;
                 events.push("subscription.canceled");
             }
         }
@@ -469,10 +648,58 @@ pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, 
     row.current_period_end = after.period.1;
     row.next_action_at = (after.status != Status::Canceled).then_some(after.period.1);
     subscriptions::update(conn, &ctx.tenant, &row).await?;
+    if ended {
+        // Proration charges still waiting for an invoice are billed now: there is no next one.
+        invoice_pending(conn, ctx, &row, "subscription_cancel").await?;
+    }
     let subscription = row.with_items(items);
     for event in events {
         ctx.audit(conn, event, id).await?;
         ctx.emit(conn, event, &subscription).await?;
     }
     Ok(billed)
+}
+
+/// The subscription's next invoice, as the cycle will make it: the next period's charges and
+/// the proration charges waiting for an invoice, computed by the code that bills them, less the
+/// customer's credit as it stands now. 409 `no_upcoming_invoice` when nothing more will be
+/// invoiced (canceled, or ending with nothing left to charge).
+pub async fn upcoming(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<UpcomingInvoice> {
+    let row = subscriptions::find(conn, tenant, id)
+        .await?
+        .ok_or(Error::NotFound("subscription"))?;
+    let none = || -> Error {
+        Refusal {
+            code: "no_upcoming_invoice",
+            message: "nothing more will be invoiced for this subscription".into(),
+        }
+        .into()
+    };
+    let (cycle, cadence) = cycle_of(&row)?;
+    let (steps, after) = domain::due(&cycle, cycle.period.1, 1).map_err(calendar_error)?;
+    let step = steps.first().ok_or_else(none)?;
+    let pending: Vec<PlannedLine> = charges::pending(conn, tenant, id)
+        .await?
+        .iter()
+        .map(|c| planned_line(pending_line(c)))
+        .collect();
+    let (mut lines, period, issued_at, reason) = match step {
+        Step::TrialEnded { period, .. } | Step::Renewed { period, .. } => {
+            let items = subscriptions::items(conn, tenant, id).await?;
+            let prices = prices_of(conn, tenant, &items).await?;
+            let nominal = nominal_period(&cycle, &after, cadence, step)?;
+            let bills = period_bill(conn, tenant, &mut Names::default(), &items, &prices, *period, nominal).await?;
+            let lines: Vec<PlannedLine> = bills.into_iter().flat_map(|b| b.lines).map(planned_line).collect();
+            (lines, Some(*period), period.0, "subscription_cycle")
+        }
+        Step::Canceled { at } => (Vec::new(), None, *at, "subscription_cancel"),
+    };
+    lines.extend(pending);
+    if lines.is_empty() {
+        return Err(none());
+    }
+    let balance = credits::balance(conn, tenant, &row.customer_id, &row.currency).await?;
+    Ok(super::changes::upcoming(
+        &row, lines, period, issued_at, reason, balance,
+    ))
 }

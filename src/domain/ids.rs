@@ -21,6 +21,8 @@ pub enum Kind {
     Price,
     Subscription,
     SubscriptionItem,
+    SubscriptionCharge,
+    CreditTransaction,
 }
 
 impl Kind {
@@ -43,6 +45,8 @@ impl Kind {
             Kind::Price => "price_",
             Kind::Subscription => "sub_",
             Kind::SubscriptionItem => "si_",
+            Kind::SubscriptionCharge => "sch_",
+            Kind::CreditTransaction => "ctx_",
         }
     }
 
@@ -66,6 +70,8 @@ impl Kind {
             Kind::Price => "price",
             Kind::Subscription => "subscription",
             Kind::SubscriptionItem => "subscription item",
+            Kind::SubscriptionCharge => "subscription charge",
+            Kind::CreditTransaction => "credit transaction",
         }
     }
 }

@@ -85,6 +85,12 @@ pub fn refund(amount: i64) -> Vec<Posting> {
     postings(&[(Account::Refunds, amount), (Account::Cash, -amount)])
 }
 
+/// A credit for unused time (proration) gives revenue back and lowers what the customer owes:
+/// below zero, the business owes the customer, until the credit is applied to an invoice.
+pub fn credit(amount: i64) -> Vec<Posting> {
+    postings(&[(Account::Revenue, amount), (Account::AccountsReceivable, -amount)])
+}
+
 pub fn is_balanced(postings: &[Posting]) -> bool {
     postings.iter().map(|p| i128::from(p.amount)).sum::<i128>() == 0
 }
@@ -100,6 +106,7 @@ mod tests {
             void(1000, 80, 1080),
             payment(500),
             refund(200),
+            credit(300),
             finalize(0, 0, 0),
         ] {
             assert!(is_balanced(&postings), "{postings:?}");

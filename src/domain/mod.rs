@@ -54,6 +54,11 @@ pub const FIELD_CODES: &[&str] = &[
     "interval_mismatch",
     "invalid_time_zone",
     "too_many_invoice_lines",
+    "unknown_item",
+    "duplicate_item",
+    "no_items",
+    "outside_current_period",
+    "too_many_items",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -75,6 +80,11 @@ pub const RULE_CODES: &[&str] = &[
     "interval_mismatch",
     "invalid_time_zone",
     "too_many_invoice_lines",
+    "unknown_item",
+    "duplicate_item",
+    "no_items",
+    "outside_current_period",
+    "too_many_items",
 ];
 
 impl FieldError {

@@ -69,6 +69,10 @@ pub struct Invoice {
     pub total: i64,
     pub amount_paid: i64,
     pub amount_refunded: i64,
+    /// The customer's credit balance applied when the invoice was finalized.
+    pub applied_balance: i64,
+    /// What the customer is asked to pay: `total - applied_balance`.
+    pub amount_due: i64,
     /// What is left to pay on an open or uncollectible invoice; 0 otherwise.
     pub amount_remaining: i64,
     pub lines: LineList,

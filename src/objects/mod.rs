@@ -20,7 +20,10 @@ pub use event::{EVENT_TYPES, Event};
 pub use invoice::{Invoice, LineItem, LineList, Period};
 pub use ledger::LedgerEntry;
 pub use payment::{Payment, Refund};
-pub use subscription::{CollectionMethod, Subscription, SubscriptionItem, SubscriptionItemList};
+pub use subscription::{
+    CollectionMethod, PlannedCredit, PlannedLine, Subscription, SubscriptionChangePreview, SubscriptionItem,
+    SubscriptionItemList, UpcomingInvoice,
+};
 pub use webhook::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 use serde::Serialize;

@@ -89,3 +89,76 @@ pub struct Subscription {
 impl Subscription {
     pub const OBJECT: &'static str = "subscription";
 }
+
+/// A line an operation will put on an invoice, before it exists (so it has no id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlannedLine {
+    pub description: String,
+    pub quantity: i64,
+    pub unit_amount: i64,
+    /// `quantity × unit_amount`.
+    pub amount: i64,
+    pub price: String,
+    pub period: super::Period,
+}
+
+/// A credit for unused time that a change gives the customer (to their credit balance, applied
+/// to their next invoices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlannedCredit {
+    pub description: String,
+    /// Pre-tax, > 0.
+    pub amount: i64,
+    pub price: String,
+    /// The unused time credited.
+    pub period: super::Period,
+}
+
+/// An invoice as it will be made: the next period's, or the one a change invoices at once.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UpcomingInvoice {
+    #[schema(example = "upcoming_invoice")]
+    pub object: &'static str,
+    pub subscription: String,
+    pub customer: String,
+    pub currency: String,
+    /// `subscription_cycle`, `subscription_update` or `subscription_cancel`.
+    pub billing_reason: String,
+    /// The period it bills (absent for an invoice of proration charges alone).
+    pub period_start: Option<i64>,
+    pub period_end: Option<i64>,
+    /// When it will be issued.
+    pub issued_at: i64,
+    pub lines: Vec<PlannedLine>,
+    pub subtotal: i64,
+    pub total: i64,
+    /// The customer's credit it will take, as the balance stands now.
+    pub applied_balance: i64,
+    pub amount_due: i64,
+}
+
+impl UpcomingInvoice {
+    pub const OBJECT: &'static str = "upcoming_invoice";
+}
+
+/// What a subscription change will do, computed by the same code as the change itself.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SubscriptionChangePreview {
+    #[schema(example = "subscription_change_preview")]
+    pub object: &'static str,
+    /// The instant the change is prorated from.
+    pub proration_date: i64,
+    /// The subscription as it will be (items added by the change get their ids when it is made).
+    pub subscription: Subscription,
+    /// Credits for the unused time of what was charged.
+    pub credits: Vec<PlannedCredit>,
+    /// Charges for the rest of the period at the new prices (on the next invoice, or on
+    /// `invoice` with `always_invoice`).
+    pub charges: Vec<PlannedLine>,
+    /// With `always_invoice`: the invoice the change makes at once.
+    pub invoice: Option<UpcomingInvoice>,
+}
+
+impl SubscriptionChangePreview {
+    pub const OBJECT: &'static str = "subscription_change_preview";
+}

@@ -27,6 +27,8 @@ pub struct InvoiceRow {
     pub total: i64,
     pub amount_paid: i64,
     pub amount_refunded: i64,
+    /// The customer's credit applied when it was finalized.
+    pub applied_balance: i64,
     pub metadata: Metadata,
     pub created: i64,
     pub finalized_at: Option<i64>,
@@ -38,7 +40,7 @@ pub struct InvoiceRow {
 impl InvoiceRow {
     pub fn amount_remaining(&self) -> i64 {
         match self.status {
-            Status::Open | Status::Uncollectible => self.total - self.amount_paid,
+            Status::Open | Status::Uncollectible => self.total - self.applied_balance - self.amount_paid,
             Status::Draft | Status::Paid | Status::Void => 0,
         }
     }
@@ -64,6 +66,8 @@ impl InvoiceRow {
             total: i.total,
             amount_paid: i.amount_paid,
             amount_refunded: i.amount_refunded,
+            applied_balance: i.applied_balance,
+            amount_due: i.total - i.applied_balance,
             lines: LineList {
                 object: "list",
                 data: lines,
@@ -81,7 +85,7 @@ impl InvoiceRow {
 
 const COLUMNS: &str = "id, customer_id, status, currency, number, due_date, subtotal, tax, total, amount_paid, \
     amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at, subscription_id, \
-    billing_reason, period_start, period_end";
+    billing_reason, period_start, period_end, applied_balance";
 const LISTING: Listing = Listing {
     table: "invoices",
     columns: COLUMNS,
@@ -108,6 +112,7 @@ fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
         total: get(row, "total")?,
         amount_paid: get(row, "amount_paid")?,
         amount_refunded: get(row, "amount_refunded")?,
+        applied_balance: get(row, "applied_balance")?,
         metadata: metadata(row)?,
         created: get(row, "created")?,
         finalized_at: get(row, "finalized_at")?,
@@ -202,7 +207,7 @@ pub async fn update(
     sqlx::query(
         "UPDATE invoices SET status = $1, number = $2, number_seq = COALESCE($3, number_seq), due_date = $4, subtotal = $5, \
          tax = $6, total = $7, amount_paid = $8, amount_refunded = $9, metadata = $10, finalized_at = $11, paid_at = $12, \
-         voided_at = $13, marked_uncollectible_at = $14 WHERE tenant_id = $15 AND id = $16",
+         voided_at = $13, marked_uncollectible_at = $14, applied_balance = $15 WHERE tenant_id = $16 AND id = $17",
     )
     .bind(i.status.as_str())
     .bind(&i.number)
@@ -218,6 +223,7 @@ pub async fn update(
     .bind(i.paid_at)
     .bind(i.voided_at)
     .bind(i.marked_uncollectible_at)
+    .bind(i.applied_balance)
     .bind(tenant)
     .bind(&i.id)
     .execute(conn)

@@ -5,6 +5,8 @@
 //! [`dialect`]. Each module owns its tables: its column lists, its row mapping, its filters.
 pub mod audit;
 pub mod catalog;
+pub mod charges;
+pub mod credits;
 pub mod customers;
 mod dialect;
 pub mod events;

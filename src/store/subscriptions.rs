@@ -313,3 +313,27 @@ pub async fn claim_due(
     let row = query.fetch_optional(conn).await?;
     row.map(|r| Ok((get(&r, "id")?, get(&r, "tenant_id")?))).transpose()
 }
+
+/// Changes an item's price or quantity (the item keeps its id, as Stripe's do).
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.update_item", skip_all, fields(otel.kind = "client"))]
+pub async fn update_item(conn: &mut AnyConnection, tenant: &str, item: &SubscriptionItem) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE subscription_items SET price_id = $1, quantity = $2 WHERE tenant_id = $3 AND id = $4")
+        .bind(&item.price)
+        .bind(item.quantity)
+        .bind(tenant)
+        .bind(&item.id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes an item (its charges stay, naming it, for the record).
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.delete_item", skip_all, fields(otel.kind = "client"))]
+pub async fn delete_item(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM subscription_items WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

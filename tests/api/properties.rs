@@ -291,7 +291,7 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
 }
 
 /// Every invariant of the books for one tenant; returns the first violation.
-async fn check(store: &Store, tenant: &str) -> Result<(), String> {
+pub(crate) async fn check(store: &Store, tenant: &str) -> Result<(), String> {
     let mut conn = store.pool().acquire().await.map_err(|e| e.to_string())?;
     let q = |sql: &'static str| sqlx::query(sql).bind(tenant.to_owned());
     let db = |e: sqlx::Error| e.to_string();
@@ -341,7 +341,7 @@ async fn check(store: &Store, tenant: &str) -> Result<(), String> {
         *refunded_by_invoice.entry(r.get("invoice_id")).or_default() += r.get::<i64, _>("amount");
     }
     let mut numbers = BTreeSet::new();
-    for r in q("SELECT id, status, subtotal, tax, total, amount_paid, amount_refunded, number_seq, finalized_at FROM invoices WHERE tenant_id = $1").fetch_all(&mut *conn).await.map_err(db)? {
+    for r in q("SELECT id, status, subtotal, tax, total, amount_paid, amount_refunded, applied_balance, number_seq, finalized_at FROM invoices WHERE tenant_id = $1").fetch_all(&mut *conn).await.map_err(db)? {
         let id: String = r.get("id");
         let status: String = r.get("status");
         let (subtotal, tax, total, paid, refunded): (i64, i64, i64, i64, i64) = (r.get("subtotal"), r.get("tax"), r.get("total"), r.get("amount_paid"), r.get("amount_refunded"));
@@ -352,13 +352,15 @@ async fn check(store: &Store, tenant: &str) -> Result<(), String> {
         if paid != paid_by_invoice.get(&id).copied().unwrap_or(0) || refunded != refunded_by_invoice.get(&id).copied().unwrap_or(0) {
             return Err(format!("{id}: amount_paid/refunded disagree with payments/refunds"));
         }
-        if total - paid < 0 {
+        // The customer's credit applied at finalization pays part of the total.
+        let remaining = total - r.get::<i64, _>("applied_balance") - paid;
+        if remaining < 0 {
             return Err(format!("{id}: amount_remaining < 0"));
         }
         let finalized = r.get::<Option<i64>, _>("finalized_at").is_some();
-        let settled = finalized && status != "void" && total - paid == 0;
+        let settled = finalized && status != "void" && remaining == 0;
         if (status == "paid") != settled {
-            return Err(format!("{id}: status {status} but finalized={finalized}, remaining={}", total - paid));
+            return Err(format!("{id}: status {status} but finalized={finalized}, remaining={remaining}"));
         }
         if status == "draft" && (finalized || paid != 0) {
             return Err(format!("{id}: a draft with a number or payments"));

@@ -249,6 +249,24 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             format!("/v1/subscriptions/{subscription}/cancel"),
             Some(json!({})),
         ),
+        (
+            "post",
+            "/v1/subscriptions/{id}",
+            format!("/v1/subscriptions/{subscription}"),
+            Some(json!({"metadata": {"stolen": "yes"}})),
+        ),
+        (
+            "post",
+            "/v1/subscriptions/{id}/preview",
+            format!("/v1/subscriptions/{subscription}/preview"),
+            Some(json!({"items": [{"price": price}]})),
+        ),
+        (
+            "get",
+            "/v1/subscriptions/{id}/upcoming_invoice",
+            format!("/v1/subscriptions/{subscription}/upcoming_invoice"),
+            None,
+        ),
     ]);
     // Listings: A's ids as cursors are 404; as filters they match nothing.
     let lists: Vec<Listing> = vec![

@@ -59,3 +59,25 @@ CREATE TABLE credit_transactions (
     FOREIGN KEY (tenant_id, customer_id) REFERENCES customers (tenant_id, id)
 );
 CREATE INDEX credit_transactions_by_customer ON credit_transactions (tenant_id, customer_id, id);
+
+-- Subscriptions billed before this migration: the charge of each item for its current period,
+-- read from the lines of the invoice that billed it, so that a change credits it like any other
+-- (an item whose price another item of the subscription also has is left out: its lines cannot
+-- be told apart, and it is credited nothing for this period).
+INSERT INTO subscription_charges (id, tenant_id, subscription_id, item_id, price_id, quantity, description, amount,
+    period_start, period_end, credited, covered_until, invoice_id, created)
+SELECT 'sch_' || substr(MIN(l.id), 4), i.tenant_id, i.subscription_id, si.id, si.price_id, si.quantity,
+       COALESCE(p.nickname, pr.name, si.price_id) || ' × ' || CAST(si.quantity AS TEXT),
+       SUM(l.amount), i.period_start, i.period_end, 0, i.period_end, i.id, i.created
+FROM invoices i
+JOIN subscriptions s ON s.tenant_id = i.tenant_id AND s.id = i.subscription_id
+JOIN invoice_lines l ON l.tenant_id = i.tenant_id AND l.invoice_id = i.id
+JOIN subscription_items si ON si.tenant_id = i.tenant_id AND si.subscription_id = i.subscription_id
+    AND si.price_id = l.price_id
+JOIN prices p ON p.tenant_id = si.tenant_id AND p.id = si.price_id
+LEFT JOIN products pr ON pr.tenant_id = p.tenant_id AND pr.id = p.product_id
+WHERE i.status <> 'void' AND s.status <> 'canceled' AND i.period_end = s.current_period_end
+    AND (SELECT COUNT(*) FROM subscription_items x WHERE x.tenant_id = si.tenant_id
+         AND x.subscription_id = si.subscription_id AND x.price_id = si.price_id) = 1
+GROUP BY i.tenant_id, i.subscription_id, si.id, si.price_id, si.quantity, p.nickname, pr.name, i.period_start,
+    i.period_end, i.id, i.created;

@@ -23,6 +23,7 @@ pub const CODES: &[&str] = &[
     "invoice_not_draft",
     "invoice_not_payable",
     "invoice_has_payments",
+    "invoice_has_credits",
     "invalid_state_transition",
     "duplicate_reference",
     "payment_fully_refunded",

@@ -139,12 +139,15 @@ async fn checked_price(
     field: &str,
     price_id: &str,
     quantity: i64,
+    newly_chosen: bool,
 ) -> Result<Price> {
     let price = catalog::find_price(conn, tenant, price_id)
         .await?
         .ok_or(Error::NotFound("price"))?;
     let field = format!("{field}.price");
-    if !price.active {
+    // An item keeps a price that has since been archived or replaced (as at creation, existing
+    // subscriptions are not affected); only a price newly put on an item must be active.
+    if newly_chosen && !price.active {
         return Err(Error::invalid(
             &field,
             "price_inactive",
@@ -211,7 +214,7 @@ async fn apply_items(
         }
         match change {
             ItemChange::Add { price_id, quantity } => {
-                checked_price(conn, &ctx.tenant, row, &field, price_id, *quantity).await?;
+                checked_price(conn, &ctx.tenant, row, &field, price_id, *quantity, true).await?;
                 let item = SubscriptionItem {
                     id: new_id(Kind::SubscriptionItem),
                     object: SubscriptionItem::OBJECT,
@@ -232,7 +235,7 @@ async fn apply_items(
                     item.quantity = *quantity;
                 }
                 let (price, quantity) = (item.price.clone(), item.quantity);
-                checked_price(conn, &ctx.tenant, row, &field, &price, quantity).await?;
+                checked_price(conn, &ctx.tenant, row, &field, &price, quantity, price_id.is_some()).await?;
             }
             ItemChange::Delete { id } => {
                 let at = position(&items, id)?;
@@ -411,6 +414,27 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
     // A trial charges nothing, so it has nothing to prorate; nor has a change told not to.
     let prorate = row.status.bills() && change.proration_behavior != ProrationBehavior::None;
     if prorate {
+        // Changes in a period are prorated in order: one dated before an earlier one would charge
+        // items for time before they had their price (or existed), and bill that time twice.
+        let latest = charges::ending_at(conn, &ctx.tenant, id, row.current_period_end)
+            .await?
+            .iter()
+            .map(|c| {
+                // A charge starts at a change (or the period's start) and is cut by a later one.
+                if c.covered_until < c.period_end {
+                    c.period_start.max(c.covered_until)
+                } else {
+                    c.period_start
+                }
+            })
+            .max();
+        if let Some(latest) = latest.filter(|&latest| at < latest) {
+            return Err(Error::invalid(
+                "proration_date",
+                "before_last_change",
+                format!("the last change in this period was prorated from {latest}"),
+            ));
+        }
         let ended: HashSet<&str> = deleted
             .iter()
             .map(String::as_str)
@@ -455,6 +479,24 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
             });
         }
     }
+    // Every charge waiting for an invoice goes on the next one (or on one made now, with
+    // `always_invoice`): it must stay within an invoice's lines, or the cycle could never bill it.
+    let invoice_now = prorate && change.proration_behavior == ProrationBehavior::AlwaysInvoice;
+    let waiting = charges::pending(conn, &ctx.tenant, id).await?.len() + debits.len();
+    let next = if invoice_now {
+        lines.max(waiting)
+    } else {
+        lines + waiting
+    };
+    if next > MAX_LINES {
+        return Err(Error::invalid(
+            "items",
+            "too_many_invoice_lines",
+            format!(
+                "the next invoice would have {next} lines; an invoice has at most {MAX_LINES} (use always_invoice to bill the changes now)"
+            ),
+        ));
+    }
     if let Some(cancel) = change.cancel_at_period_end {
         row.cancel_at_period_end = cancel;
         row.canceled_at = cancel.then_some(ctx.now);
@@ -472,7 +514,7 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
         credits,
         cut,
         debits,
-        invoice_now: prorate && change.proration_behavior == ProrationBehavior::AlwaysInvoice,
+        invoice_now,
     })
 }
 
@@ -482,7 +524,10 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: Chang
     let row = lock(conn, ctx, id).await?;
     // Refused before anything is written (see `operation`).
     refuse_canceled(&row)?;
-    // What fell due before now is billed at the old prices first (as `cancel` does).
+    // What fell due before now is billed at the old prices first (as `cancel` does). Those
+    // writes are the cycle's own work, the same whoever does it and whenever: a refusal by the
+    // planner after them stands (and is stored for the idempotency key) with them, as if the
+    // cycle had run just before the request.
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;
     let plan = plan(conn, ctx, id, &change).await?;
     for item in &plan.added {

@@ -10,7 +10,7 @@ use crate::operation::{Ctx, Error, Result};
 use crate::store::invoices::{self, Filter, InvoiceRow};
 use crate::store::ledger::{Movement, post};
 use crate::store::page::{Page, PageQuery};
-use crate::store::{credits, customers};
+use crate::store::{charges, credits, customers};
 
 #[derive(Debug, Clone)]
 pub struct NewLine {
@@ -332,8 +332,20 @@ pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoi
     let mut invoice = lock(conn, ctx, id).await?;
     let has_payments = invoice.amount_paid > 0;
     let status = invoice::transition(invoice.status, Action::Void { has_payments })?;
+    // A subscription's charge on it that was already credited in part (a change, a prorated
+    // cancellation) cannot be voided whole: the customer would keep the credit too.
+    let charged = charges::on_invoice(conn, &ctx.tenant, id).await?;
+    if charged.iter().any(|c| c.credited > 0) {
+        return Err(Error::Conflict {
+            code: "invoice_has_credits",
+            message: "a charge on this invoice was credited in part already; it cannot be voided".into(),
+        });
+    }
     invoice.status = status.unwrap_or(Status::Void);
     invoice.voided_at = Some(ctx.now);
+    if !charged.is_empty() {
+        charges::void_invoice(conn, &ctx.tenant, id).await?;
+    }
     if invoice.applied_balance > 0 {
         // The credit it took goes back to the customer.
         credits::record(

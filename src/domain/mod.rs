@@ -59,6 +59,7 @@ pub const FIELD_CODES: &[&str] = &[
     "no_items",
     "outside_current_period",
     "too_many_items",
+    "before_last_change",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -85,6 +86,7 @@ pub const RULE_CODES: &[&str] = &[
     "no_items",
     "outside_current_period",
     "too_many_items",
+    "before_last_change",
 ];
 
 impl FieldError {

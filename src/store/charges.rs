@@ -92,6 +92,55 @@ pub async fn covering(
     rows.iter().map(from_row).collect()
 }
 
+/// The subscription's charges for time ending at `period_end` (the current period's).
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.ending_at", skip_all, fields(otel.kind = "client"))]
+pub async fn ending_at(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+    period_end: i64,
+) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2 AND period_end = $3 \
+         ORDER BY id"
+    ));
+    let rows = sqlx::query(sql)
+        .bind(tenant)
+        .bind(subscription_id)
+        .bind(period_end)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The charges billed on `invoice_id`.
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.on_invoice", skip_all, fields(otel.kind = "client"))]
+pub async fn on_invoice(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    invoice_id: &str,
+) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND invoice_id = $2 ORDER BY id"
+    ));
+    let rows = sqlx::query(sql).bind(tenant).bind(invoice_id).fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The charges of a voided invoice were never charged: nothing of them is left to credit.
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.void_invoice", skip_all, fields(otel.kind = "client"))]
+pub async fn void_invoice(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE subscription_charges SET credited = amount, covered_until = period_start \
+         WHERE tenant_id = $1 AND invoice_id = $2",
+    )
+    .bind(tenant)
+    .bind(invoice_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The subscription's proration charges not on an invoice yet, oldest first.
 #[tracing::instrument(target = "otel", level = "debug", name = "db charges.pending", skip_all, fields(otel.kind = "client"))]
 pub async fn pending(

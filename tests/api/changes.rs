@@ -18,6 +18,9 @@ backend_tests!(
     items_are_added_and_removed_with_their_share_of_the_period,
     bad_changes_are_refused_and_change_nothing,
     a_cancellation_with_prorate_credits_the_unused_time,
+    changes_are_prorated_in_order_and_keep_within_an_invoice,
+    a_voided_charge_credits_nothing_and_a_credited_one_is_not_voided,
+    subscriptions_billed_before_the_charges_were_kept_are_credited,
 );
 
 /// `a × n / d` rounded half away from zero, for `a, n ≥ 0, d > 0` (written apart from the
@@ -442,4 +445,171 @@ async fn a_cancellation_with_prorate_credits_the_unused_time(backend: Backend) {
         3_000 + debit - first_credit - credit,
         "the customer owes the first invoice less every credit: {balance}"
     );
+}
+
+async fn changes_are_prorated_in_order_and_keep_within_an_invoice(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    // Eight graduated tiers with flat fees: 16 lines per item at 100 units.
+    let product = api.post("/v1/products", json!({"name": "Storage"})).await.expect(201);
+    let tiers: Vec<Value> = (1..=8)
+        .map(|n| {
+            if n == 8 {
+                json!({"unit_amount": 1, "flat_amount": 10})
+            } else {
+                json!({"up_to": n * 10, "unit_amount": 1, "flat_amount": 10})
+            }
+        })
+        .collect();
+    let tiered = api
+        .post(
+            "/v1/prices",
+            json!({"product": product["id"], "currency": "usd", "recurring": {"interval": "month"},
+                   "tiers_mode": "graduated", "tiers": tiers}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let items: Vec<Value> = (0..6).map(|_| json!({"price": tiered, "quantity": 100})).collect();
+    let sub = subscribe(&api, &customer, json!(items)).await;
+    let id = sub["id"].as_str().unwrap();
+    let (start, end) = (
+        sub["current_period_start"].as_i64().unwrap(),
+        sub["current_period_end"].as_i64().unwrap(),
+    );
+    // 96 lines a period; five more charges waiting would make the next invoice 101 lines.
+    let five: Vec<Value> = (0..5)
+        .map(|n| json!({"id": item_id(&sub, n), "quantity": 90}))
+        .collect();
+    let at = start + (end - start) / 2;
+    let refused = api
+        .post(
+            &format!("/v1/subscriptions/{id}"),
+            json!({"items": five, "proration_date": at}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused["errors"][0]["code"], "too_many_invoice_lines", "{refused}");
+    // Invoiced at once, they fit.
+    api.post(
+        &format!("/v1/subscriptions/{id}"),
+        json!({"items": five, "proration_date": at, "proration_behavior": "always_invoice"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(invoices_of(&api, id).await.len(), 2);
+
+    // A change dated before the last one is refused: time would be billed twice.
+    let earlier = start + (end - start) / 3;
+    let refused = api
+        .post(
+            &format!("/v1/subscriptions/{id}"),
+            json!({"items": [{"id": item_id(&sub, 5), "quantity": 50}], "proration_date": earlier}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused["errors"][0]["field"], "proration_date");
+    assert_eq!(refused["errors"][0]["code"], "before_last_change");
+
+    // An item keeps its price once the price has a new version, and its quantity can change.
+    api.post(&format!("/v1/prices/{tiered}/versions"), json!({"unit_amount": 5}))
+        .await
+        .expect(201);
+    api.post(
+        &format!("/v1/subscriptions/{id}"),
+        json!({"items": [{"id": item_id(&sub, 5), "quantity": 95}], "proration_date": at, "proration_behavior": "always_invoice"}),
+    )
+    .await
+    .expect(200);
+}
+
+async fn a_voided_charge_credits_nothing_and_a_credited_one_is_not_voided(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let seats = price(&api, 3_000).await;
+    let sub = subscribe(&api, &customer, json!([{"price": seats}])).await;
+    let id = sub["id"].as_str().unwrap();
+    let (start, end) = (
+        sub["current_period_start"].as_i64().unwrap(),
+        sub["current_period_end"].as_i64().unwrap(),
+    );
+    let first = invoices_of(&api, id).await[0]["id"].as_str().unwrap().to_owned();
+    api.post(&format!("/v1/invoices/{first}/void"), json!({}))
+        .await
+        .expect(200);
+    // The period's charge was voided: a change credits nothing for it.
+    let at = start + (end - start) / 2;
+    let preview = api
+        .post(
+            &format!("/v1/subscriptions/{id}/preview"),
+            json!({"items": [{"id": item_id(&sub, 0), "quantity": 2}], "proration_date": at, "proration_behavior": "always_invoice"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(preview["credits"], json!([]), "{preview}");
+
+    // Another subscription: credited in part, its invoice can no longer be voided.
+    let other = subscribe(&api, &customer, json!([{"price": seats}])).await;
+    let other_id = other["id"].as_str().unwrap();
+    api.post(
+        &format!("/v1/subscriptions/{other_id}"),
+        json!({"items": [{"id": item_id(&other, 0), "quantity": 2}], "proration_date": at}),
+    )
+    .await
+    .expect(200);
+    let invoice = invoices_of(&api, other_id).await[0]["id"].as_str().unwrap().to_owned();
+    let refused = api
+        .post(&format!("/v1/invoices/{invoice}/void"), json!({}))
+        .await
+        .expect(409);
+    assert_eq!(refused["code"], "invoice_has_credits");
+    assert_eq!(
+        api.get(&format!("/v1/invoices/{invoice}")).await.expect(200)["status"],
+        "open",
+        "nothing changed"
+    );
+}
+
+async fn subscriptions_billed_before_the_charges_were_kept_are_credited(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let seats = price(&api, 3_000).await;
+    let sub = subscribe(&api, &customer, json!([{"price": seats, "quantity": 2}])).await;
+    let id = sub["id"].as_str().unwrap();
+    let (start, end) = (
+        sub["current_period_start"].as_i64().unwrap(),
+        sub["current_period_end"].as_i64().unwrap(),
+    );
+    // Back to the schema before charges were kept (migration 0009), then forward again: the
+    // migration reads the current period's charge from its invoice.
+    while app
+        .store
+        .migration_status()
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.version >= 9 && m.state == billing_api::store::migrate::State::Applied)
+    {
+        app.store.migrate_revert().await.unwrap();
+    }
+    app.store.migrate_run().await.unwrap();
+    let at = start + (end - start) / 2;
+    let preview = api
+        .post(
+            &format!("/v1/subscriptions/{id}/preview"),
+            json!({"items": [{"id": item_id(&sub, 0), "quantity": 1}], "proration_date": at}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        preview["credits"][0]["amount"],
+        share(6_000, end - at, end - start),
+        "{preview}"
+    );
+    assert_eq!(preview["credits"][0]["description"], "Unused time on Team plan × 2");
 }

@@ -400,9 +400,19 @@ fn socket_activation_serves_on_the_socket_passed_in() {
         .port();
     let db = format!("sqlite://{}/s.db", dir.path().display());
     let child = std::process::Command::new(activate)
+        // The tool passes the service no environment but what `-E` names: without them the
+        // service would serve the default database in the working directory.
         .args([
             "-l",
             &format!("127.0.0.1:{port}"),
+            "-E",
+            "BILLING_DATABASE__URL",
+            "-E",
+            "BILLING_SERVER__PORT",
+            "-E",
+            "BILLING_ADMIN__PORT",
+            "-E",
+            "BILLING_SHUTDOWN__GRACE_PERIOD",
             crate::helpers::process::BIN,
             "serve",
         ])
@@ -433,6 +443,10 @@ fn socket_activation_serves_on_the_socket_passed_in() {
     let log = String::from_utf8_lossy(&out.stdout);
     assert_eq!(status, 200);
     assert!(log.contains("socket activation"), "{log}");
+    assert!(
+        dir.path().join("s.db").exists(),
+        "the service used the database it was given"
+    );
 }
 
 fn which(program: &str) -> Result<std::path::PathBuf, ()> {

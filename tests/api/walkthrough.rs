@@ -39,5 +39,12 @@ fn the_readme_walkthrough_runs_as_written() {
         stdout.contains(r#"[{"currency":"usd","amount":1248,"formatted":"12.48"}]"#),
         "{stdout}"
     );
+    for expected in [
+        r#"{"billing_reason":"subscription_create","total":6000}"#,
+        r#"{"credits":[3000],"charges":[7500]}"#,
+        r#"{"total":22500,"applied_balance":3000,"amount_due":19500}"#,
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+    }
     std::thread::sleep(Duration::from_millis(10));
 }

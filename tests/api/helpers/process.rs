@@ -16,7 +16,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) 
     )
 }
 
-fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_clear();
     if let Ok(path) = std::env::var("PATH") {

@@ -35,7 +35,9 @@ use crate::store::{catalog, credits};
 
 use super::invoices::NewLine;
 use super::merge_metadata;
-use super::subscriptions::{MAX_ITEMS, Names, advance, calendar_error, cycle_of, lock, pending_line, prices_of};
+use super::subscriptions::{
+    MAX_ITEMS, Names, advance, calendar_error, check_price, cycle_of, lock, pending_line, period_lines, prices_of,
+};
 
 /// What a change does to the current period, as Stripe's `proration_behavior`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +133,8 @@ fn refuse_canceled(row: &SubscriptionRow) -> Result<()> {
     Ok(())
 }
 
-/// A price a change puts on an item: active, and billed like the subscription's other prices.
+/// A price a change puts on an item (or keeps on it, with a new quantity), checked like at
+/// creation against the subscription's currency and interval.
 async fn checked_price(
     conn: &mut AnyConnection,
     tenant: &str,
@@ -144,41 +147,14 @@ async fn checked_price(
     let price = catalog::find_price(conn, tenant, price_id)
         .await?
         .ok_or(Error::NotFound("price"))?;
-    let field = format!("{field}.price");
-    // An item keeps a price that has since been archived or replaced (as at creation, existing
-    // subscriptions are not affected); only a price newly put on an item must be active.
-    if newly_chosen && !price.active {
-        return Err(Error::invalid(
-            &field,
-            "price_inactive",
-            format!("{} is inactive", price.id),
-        ));
-    }
-    if price.currency != row.currency {
-        return Err(Error::invalid(
-            &field,
-            "currency_mismatch",
-            format!("the subscription is billed in {}", row.currency),
-        ));
-    }
-    if price.recurring != row.recurring {
-        return Err(Error::invalid(
-            &field,
-            "interval_mismatch",
-            "the price's interval must be the subscription's",
-        ));
-    }
-    if price
-        .model()
-        .and_then(|m| pricing::period_amount(&m, quantity))
-        .is_none()
-    {
-        return Err(Error::invalid(
-            &field.replace(".price", ".quantity"),
-            "amount_too_large",
-            "the price for this quantity is too large",
-        ));
-    }
+    check_price(
+        &price,
+        field,
+        quantity,
+        newly_chosen,
+        Some(&row.currency),
+        Some(&row.recurring),
+    )?;
     Ok(price)
 }
 
@@ -379,18 +355,8 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
     let before = subscriptions::items(conn, &ctx.tenant, id).await?;
     let (items, touched, deleted) = apply_items(conn, ctx, &row, before.clone(), &change.items).await?;
     let prices = prices_of(conn, &ctx.tenant, &items).await?;
-    let lines: usize = items
-        .iter()
-        .zip(&prices)
-        .filter_map(|(item, price)| Some(pricing::period_rows(&price.model()?, item.quantity)?.len()))
-        .sum();
-    if lines > MAX_LINES {
-        return Err(Error::invalid(
-            "items",
-            "too_many_invoice_lines",
-            format!("each period would be billed on {lines} lines; an invoice has at most {MAX_LINES}"),
-        ));
-    }
+    let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
+    let lines = period_lines(&quantities, &prices)?;
     // An item is changed when its price or quantity is; one updated to what it was is not.
     let changed = |item: &SubscriptionItem| {
         touched.contains(&item.id)

@@ -298,20 +298,7 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
     )?;
     if applied > 0 {
         invoice.applied_balance = applied;
-        credits::record(
-            conn,
-            &credits::Movement {
-                tenant: &ctx.tenant,
-                customer_id: &invoice.customer_id,
-                currency: &invoice.currency,
-                amount: -applied,
-                description: "applied to an invoice",
-                subscription_id: invoice.subscription_id.as_deref(),
-                invoice_id: Some(&invoice.id),
-                created: ctx.now,
-            },
-        )
-        .await?;
+        move_credit(conn, ctx, &invoice, -applied, "applied to an invoice").await?;
     }
     let (seq, prefix) = invoices::take_number(conn, &ctx.tenant, ctx.now).await?;
     invoice.status = status.unwrap_or(Status::Open);
@@ -326,6 +313,22 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
         ctx.emit(conn, "invoice.paid", &result).await?;
     }
     Ok(result)
+}
+
+/// Moves the customer's credit balance by `amount` for `invoice` (negative: applied to it).
+async fn move_credit(conn: &mut AnyConnection, ctx: &Ctx, invoice: &InvoiceRow, amount: i64, why: &str) -> Result<()> {
+    let movement = credits::Movement {
+        tenant: &ctx.tenant,
+        customer_id: &invoice.customer_id,
+        currency: &invoice.currency,
+        amount,
+        description: why,
+        subscription_id: invoice.subscription_id.as_deref(),
+        invoice_id: Some(&invoice.id),
+        created: ctx.now,
+    };
+    credits::record(conn, &movement).await?;
+    Ok(())
 }
 
 pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
@@ -348,18 +351,12 @@ pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoi
     }
     if invoice.applied_balance > 0 {
         // The credit it took goes back to the customer.
-        credits::record(
+        move_credit(
             conn,
-            &credits::Movement {
-                tenant: &ctx.tenant,
-                customer_id: &invoice.customer_id,
-                currency: &invoice.currency,
-                amount: invoice.applied_balance,
-                description: "returned from a voided invoice",
-                subscription_id: invoice.subscription_id.as_deref(),
-                invoice_id: Some(&invoice.id),
-                created: ctx.now,
-            },
+            ctx,
+            &invoice,
+            invoice.applied_balance,
+            "returned from a voided invoice",
         )
         .await?;
     }

@@ -20,7 +20,7 @@ use crate::domain::pricing;
 use crate::domain::proration;
 use crate::domain::subscription::{self as domain, Action, Cycle, Status, Step};
 use crate::objects::{
-    CollectionMethod, Invoice, Period, PlannedLine, Price, Subscription, SubscriptionItem, UpcomingInvoice,
+    CollectionMethod, Invoice, Period, PlannedLine, Price, Recurring, Subscription, SubscriptionItem, UpcomingInvoice,
 };
 use crate::operation::{Ctx, Error, Result};
 use crate::store::charges::{self, ChargeRow};
@@ -76,54 +76,27 @@ pub(super) async fn checked_prices(
         let price = catalog::find_price(conn, tenant, &item.price_id)
             .await?
             .ok_or(Error::NotFound("price"))?;
-        let field = format!("items[{i}].price");
-        if !price.active {
-            return Err(Error::invalid(
-                &field,
-                "price_inactive",
-                format!("{} is inactive{}", price.id, superseded_note(&price)),
-            ));
-        }
-        if let Some(first) = prices.first() {
-            if first.currency != price.currency {
-                return Err(Error::invalid(
-                    &field,
-                    "currency_mismatch",
-                    format!("every item's price must be in {}", first.currency),
-                ));
-            }
-            if first.recurring != price.recurring {
-                return Err(Error::invalid(
-                    &field,
-                    "interval_mismatch",
-                    "every item's price must have the same interval",
-                ));
-            }
-        } else if customer_currency.is_some_and(|c| c != price.currency) {
-            return Err(Error::invalid(
-                &field,
-                "currency_mismatch",
-                format!("the customer is billed in {}", customer_currency.unwrap_or_default()),
-            ));
-        }
-        if price
-            .model()
-            .and_then(|m| pricing::period_amount(&m, item.quantity))
-            .is_none()
-        {
-            return Err(Error::invalid(
-                &format!("items[{i}].quantity"),
-                "amount_too_large",
-                "the price for this quantity is too large",
-            ));
-        }
+        // The first price must be in the customer's currency; the others like the first.
+        let (currency, recurring) = match prices.first() {
+            Some(first) => (Some(first.currency.as_str()), Some(&first.recurring)),
+            None => (customer_currency, None),
+        };
+        check_price(&price, &format!("items[{i}]"), item.quantity, true, currency, recurring)?;
         prices.push(price);
     }
-    // Every period's invoice must fit: one line per item, tier and tier flat fee.
-    let lines: usize = items
+    let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
+    period_lines(&quantities, &prices)?;
+    Ok(prices)
+}
+
+/// How many lines each period's invoice has for items of `quantities` at `prices` (one per item,
+/// tier reached and tier flat fee); 422 `too_many_invoice_lines` past an invoice's limit, which
+/// would make every period unbillable.
+pub(super) fn period_lines(quantities: &[i64], prices: &[Price]) -> Result<usize> {
+    let lines: usize = quantities
         .iter()
-        .zip(&prices)
-        .filter_map(|(item, price)| Some(pricing::period_rows(&price.model()?, item.quantity)?.len()))
+        .zip(prices)
+        .filter_map(|(quantity, price)| Some(pricing::period_rows(&price.model()?, *quantity)?.len()))
         .sum();
     if lines > MAX_LINES {
         return Err(Error::invalid(
@@ -132,7 +105,55 @@ pub(super) async fn checked_prices(
             format!("each period would be billed on {lines} lines; an invoice has at most {MAX_LINES}"),
         ));
     }
-    Ok(prices)
+    Ok(lines)
+}
+
+/// Whether `price` can bill an item of `quantity` (`field` is the item's place in the request):
+/// active, when `newly_chosen` (an item keeps a price that has since been archived or replaced),
+/// in `currency` and every `recurring` when they are set, and not too large for the quantity
+/// (422 `price_inactive`, `currency_mismatch`, `interval_mismatch`, `amount_too_large`).
+pub(super) fn check_price(
+    price: &Price,
+    field: &str,
+    quantity: i64,
+    newly_chosen: bool,
+    currency: Option<&str>,
+    recurring: Option<&Recurring>,
+) -> Result<()> {
+    let price_field = format!("{field}.price");
+    if newly_chosen && !price.active {
+        return Err(Error::invalid(
+            &price_field,
+            "price_inactive",
+            format!("{} is inactive{}", price.id, superseded_note(price)),
+        ));
+    }
+    if let Some(currency) = currency.filter(|c| *c != price.currency) {
+        return Err(Error::invalid(
+            &price_field,
+            "currency_mismatch",
+            format!("the price must be in {currency}, as the subscription (and its customer) are billed"),
+        ));
+    }
+    if recurring.is_some_and(|r| *r != price.recurring) {
+        return Err(Error::invalid(
+            &price_field,
+            "interval_mismatch",
+            "every item's price must have the same interval",
+        ));
+    }
+    if price
+        .model()
+        .and_then(|m| pricing::period_amount(&m, quantity))
+        .is_none()
+    {
+        return Err(Error::invalid(
+            &format!("{field}.quantity"),
+            "amount_too_large",
+            "the price for this quantity is too large",
+        ));
+    }
+    Ok(())
 }
 
 fn superseded_note(price: &Price) -> String {
@@ -472,11 +493,17 @@ pub async fn list(
     filter: &Filter,
 ) -> Result<Page<Subscription>> {
     let rows = subscriptions::list(conn, tenant, page, filter).await?;
-    let mut data = Vec::with_capacity(rows.data.len());
-    for row in rows.data {
-        let items = subscriptions::items(conn, tenant, &row.id).await?;
-        data.push(row.with_items(items));
-    }
+    // Every subscription's items in one query, not one per subscription.
+    let ids: Vec<&str> = rows.data.iter().map(|r| r.id.as_str()).collect();
+    let mut items = subscriptions::items_of(conn, tenant, &ids).await?;
+    let data = rows
+        .data
+        .into_iter()
+        .map(|row| {
+            let mine = items.remove(&row.id).unwrap_or_default();
+            row.with_items(mine)
+        })
+        .collect();
     Ok(Page {
         data,
         has_more: rows.has_more,

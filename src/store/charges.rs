@@ -70,8 +70,28 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &ChargeRow) -> Re
     Ok(())
 }
 
-/// The subscription's charges that still pay for some time after `t`, oldest first: what a
-/// change at `t` may credit.
+/// The subscription's charges that meet `condition` (SQL after the subscription's, with `$3`
+/// bound to `value` when given), oldest first.
+async fn of_subscription(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+    condition: &str,
+    value: Option<i64>,
+) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2{condition} ORDER BY id"
+    ));
+    let mut query = sqlx::query(sql).bind(tenant).bind(subscription_id);
+    if let Some(value) = value {
+        query = query.bind(value);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The subscription's charges that still pay for some time after `t`: what a change at `t` may
+/// credit.
 #[tracing::instrument(target = "otel", level = "debug", name = "db charges.covering", skip_all, fields(otel.kind = "client"))]
 pub async fn covering(
     conn: &mut AnyConnection,
@@ -79,17 +99,14 @@ pub async fn covering(
     subscription_id: &str,
     t: i64,
 ) -> Result<Vec<ChargeRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2 AND period_end > $3 \
-         AND covered_until > $3 ORDER BY id"
-    ));
-    let rows = sqlx::query(sql)
-        .bind(tenant)
-        .bind(subscription_id)
-        .bind(t)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
+    of_subscription(
+        conn,
+        tenant,
+        subscription_id,
+        " AND period_end > $3 AND covered_until > $3",
+        Some(t),
+    )
+    .await
 }
 
 /// The subscription's charges for time ending at `period_end` (the current period's).
@@ -100,17 +117,23 @@ pub async fn ending_at(
     subscription_id: &str,
     period_end: i64,
 ) -> Result<Vec<ChargeRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2 AND period_end = $3 \
-         ORDER BY id"
-    ));
-    let rows = sqlx::query(sql)
-        .bind(tenant)
-        .bind(subscription_id)
-        .bind(period_end)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
+    of_subscription(conn, tenant, subscription_id, " AND period_end = $3", Some(period_end)).await
+}
+
+/// The subscription's proration charges not on an invoice yet.
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.pending", skip_all, fields(otel.kind = "client"))]
+pub async fn pending(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    of_subscription(conn, tenant, subscription_id, " AND invoice_id IS NULL", None).await
+}
+
+/// Every charge of the subscription (for tests and audits).
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.all", skip_all, fields(otel.kind = "client"))]
+pub async fn all(conn: &mut AnyConnection, tenant: &str, subscription_id: &str) -> Result<Vec<ChargeRow>, sqlx::Error> {
+    of_subscription(conn, tenant, subscription_id, "", None).await
 }
 
 /// The charges billed on `invoice_id`.
@@ -139,39 +162,6 @@ pub async fn void_invoice(conn: &mut AnyConnection, tenant: &str, invoice_id: &s
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// The subscription's proration charges not on an invoice yet, oldest first.
-#[tracing::instrument(target = "otel", level = "debug", name = "db charges.pending", skip_all, fields(otel.kind = "client"))]
-pub async fn pending(
-    conn: &mut AnyConnection,
-    tenant: &str,
-    subscription_id: &str,
-) -> Result<Vec<ChargeRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2 AND invoice_id IS NULL \
-         ORDER BY id"
-    ));
-    let rows = sqlx::query(sql)
-        .bind(tenant)
-        .bind(subscription_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// Every charge of the subscription, oldest first (for tests and audits).
-#[tracing::instrument(target = "otel", level = "debug", name = "db charges.all", skip_all, fields(otel.kind = "client"))]
-pub async fn all(conn: &mut AnyConnection, tenant: &str, subscription_id: &str) -> Result<Vec<ChargeRow>, sqlx::Error> {
-    let sql = AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM subscription_charges WHERE tenant_id = $1 AND subscription_id = $2 ORDER BY id"
-    ));
-    let rows = sqlx::query(sql)
-        .bind(tenant)
-        .bind(subscription_id)
-        .fetch_all(conn)
-        .await?;
-    rows.iter().map(from_row).collect()
 }
 
 /// Records a credit given from a charge: what it has given back in all, and where its paid time

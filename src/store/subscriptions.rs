@@ -253,6 +253,38 @@ pub async fn items(
     rows.iter().map(item_from_row).collect()
 }
 
+/// The items of several subscriptions in one query, by subscription.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.items_of", skip_all, fields(otel.kind = "client"))]
+pub async fn items_of(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<SubscriptionItem>>, sqlx::Error> {
+    let mut by_subscription: std::collections::HashMap<String, Vec<SubscriptionItem>> =
+        std::collections::HashMap::new();
+    if subscription_ids.is_empty() {
+        return Ok(by_subscription);
+    }
+    let placeholders: Vec<String> = (0..subscription_ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT subscription_id, {ITEM_COLUMNS} FROM subscription_items WHERE tenant_id = $1 AND subscription_id IN ({}) \
+         ORDER BY id",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant);
+    for id in subscription_ids {
+        query = query.bind(*id);
+    }
+    for row in query.fetch_all(conn).await? {
+        let subscription_id: String = get(&row, "subscription_id")?;
+        by_subscription
+            .entry(subscription_id)
+            .or_default()
+            .push(item_from_row(&row)?);
+    }
+    Ok(by_subscription)
+}
+
 /// The currencies of the customer's subscriptions that are not canceled.
 #[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.live_currencies", skip_all, fields(otel.kind = "client"))]
 pub async fn live_currencies(

@@ -1,6 +1,7 @@
 //! The `/v1` billing API: handlers that check their input and call the billing and webhook
 //! layers, the write mechanism they share, the error shape of every answer, and the OpenAPI
 //! document generated from the handlers.
+pub mod credit_notes;
 pub mod customers;
 pub mod events;
 pub mod extract;
@@ -33,6 +34,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(customers::create, customers::list))
         .routes(routes!(customers::retrieve, customers::update))
         .routes(routes!(customers::balance))
+        .routes(routes!(credit_notes::credit_balance))
+        .routes(routes!(credit_notes::credit_transactions))
         .routes(routes!(invoices::create, invoices::list))
         .routes(routes!(invoices::retrieve, invoices::delete))
         .routes(routes!(invoices::add_line))
@@ -44,6 +47,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(payments::retrieve))
         .routes(routes!(payments::create_refund, payments::list_refunds))
         .routes(routes!(payments::retrieve_refund))
+        .routes(routes!(credit_notes::create, credit_notes::list))
+        .routes(routes!(credit_notes::retrieve))
         .routes(routes!(products::create, products::list))
         .routes(routes!(products::retrieve, products::update))
         .routes(routes!(prices::create, prices::list))

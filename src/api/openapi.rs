@@ -33,7 +33,7 @@ pub struct ProblemDoc {
 #[openapi(
     info(
         title = "billing-api",
-        description = "Multi-tenant billing: customers, invoices, payments, refunds, a double-entry ledger, events and signed webhooks. \
+        description = "Multi-tenant billing: customers, invoices, payments, refunds, credit notes, subscriptions, a double-entry ledger, events and signed webhooks. \
             Amounts are integers in the currency's minor unit. Every error is application/problem+json.",
     ),
     components(schemas(ProblemDoc, FieldError, crate::domain::ledger::Account)),
@@ -42,6 +42,7 @@ pub struct ProblemDoc {
         (name = "invoices", description = "Drafts, finalization, voiding; numbers are gapless per tenant"),
         (name = "payments", description = "Money received against invoices"),
         (name = "refunds", description = "Money given back against payments"),
+        (name = "credit_notes", description = "Documents that reduce a finalized invoice: refunds or credit to the customer's balance"),
         (name = "products", description = "What you sell"),
         (name = "prices", description = "What a product costs per period; a change is a new version"),
         (name = "subscriptions", description = "Customers billed every period; each period's invoice is issued when it starts"),
@@ -285,6 +286,7 @@ const COLLECTIONS: &[(&str, Kind)] = &[
     ("/v1/invoices", Kind::Invoice),
     ("/v1/payments", Kind::Payment),
     ("/v1/refunds", Kind::Refund),
+    ("/v1/credit_notes", Kind::CreditNote),
     ("/v1/products", Kind::Product),
     ("/v1/prices", Kind::Price),
     ("/v1/subscriptions", Kind::Subscription),
@@ -305,6 +307,7 @@ fn constrain_parameters(path: &str, op: &mut Operation) {
     let listed = match path {
         // The attempt log lists attempts; every other list lists its collection.
         p if p.ends_with("/deliveries") => Some(Kind::WebhookAttempt),
+        p if p.ends_with("/credit_transactions") => Some(Kind::CreditTransaction),
         _ => collection,
     };
     for param in op.parameters.iter_mut().flatten() {
@@ -527,6 +530,22 @@ const LINKS: &[LinkSpec] = &[
             serde_json::json!({"invoice": "$response.body#/id", "amount": "$response.body#/amount_remaining",
             "currency": "$response.body#/currency"})
         }),
+    ),
+    (
+        "invoices_finalize",
+        "200",
+        "CreditInvoice",
+        "credit_notes_create",
+        &[],
+        Some(|| serde_json::json!({"invoice": "$response.body#/id"})),
+    ),
+    (
+        "credit_notes_create",
+        "201",
+        "GetCreditNote",
+        "credit_notes_retrieve",
+        &[("id", "$response.body#/id")],
+        None,
     ),
     (
         "invoices_finalize",

@@ -24,6 +24,7 @@ pub const CODES: &[&str] = &[
     "invoice_not_payable",
     "invoice_has_payments",
     "invoice_has_credits",
+    "invoice_not_creditable",
     "invalid_state_transition",
     "duplicate_reference",
     "payment_fully_refunded",

@@ -134,6 +134,10 @@ schema!(
     InvoiceId => id(Kind::Invoice)
 );
 schema!(
+    /// An invoice line id (`il_…`).
+    InvoiceLineId => id(Kind::InvoiceLine)
+);
+schema!(
     /// A payment id (`pay_…`).
     PaymentId => id(Kind::Payment)
 );

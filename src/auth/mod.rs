@@ -18,6 +18,8 @@ pub const SCOPES: &[&str] = &[
     "payments:write",
     "refunds:read",
     "refunds:write",
+    "credit_notes:read",
+    "credit_notes:write",
     "products:read",
     "products:write",
     "prices:read",

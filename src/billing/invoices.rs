@@ -148,6 +148,8 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         amount_paid: 0,
         amount_refunded: 0,
         applied_balance: 0,
+        pre_payment_credit_notes_amount: 0,
+        post_payment_credit_notes_amount: 0,
         metadata: input.metadata,
         created: ctx.now,
         finalized_at: None,
@@ -338,10 +340,11 @@ pub async fn void(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoi
     // A subscription's charge on it that was already credited in part (a change, a prorated
     // cancellation) cannot be voided whole: the customer would keep the credit too.
     let charged = charges::on_invoice(conn, &ctx.tenant, id).await?;
-    if charged.iter().any(|c| c.credited > 0) {
+    let credit_notes = invoice.pre_payment_credit_notes_amount + invoice.post_payment_credit_notes_amount;
+    if credit_notes > 0 || charged.iter().any(|c| c.credited > 0) {
         return Err(Error::Conflict {
             code: "invoice_has_credits",
-            message: "a charge on this invoice was credited in part already; it cannot be voided".into(),
+            message: "this invoice was credited in part already (a credit note, or proration of a charge on it); it cannot be voided".into(),
         });
     }
     invoice.status = status.unwrap_or(Status::Void);

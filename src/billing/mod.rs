@@ -4,6 +4,7 @@
 //! this layer for both.
 pub mod catalog;
 pub mod changes;
+pub mod credit_notes;
 pub mod customers;
 pub mod cycles;
 pub mod events;

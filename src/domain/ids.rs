@@ -23,6 +23,8 @@ pub enum Kind {
     SubscriptionItem,
     SubscriptionCharge,
     CreditTransaction,
+    CreditNote,
+    CreditNoteLine,
 }
 
 impl Kind {
@@ -47,6 +49,8 @@ impl Kind {
             Kind::SubscriptionItem => "si_",
             Kind::SubscriptionCharge => "sch_",
             Kind::CreditTransaction => "ctx_",
+            Kind::CreditNote => "cn_",
+            Kind::CreditNoteLine => "cnl_",
         }
     }
 
@@ -72,6 +76,8 @@ impl Kind {
             Kind::SubscriptionItem => "subscription item",
             Kind::SubscriptionCharge => "subscription charge",
             Kind::CreditTransaction => "credit transaction",
+            Kind::CreditNote => "credit note",
+            Kind::CreditNoteLine => "credit note line",
         }
     }
 }

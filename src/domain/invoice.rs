@@ -61,6 +61,10 @@ pub enum Action {
         has_payments: bool,
     },
     MarkUncollectible,
+    /// A credit note that leaves `remaining_after` to pay.
+    Credit {
+        remaining_after: i64,
+    },
 }
 
 /// Why an action is refused: a 409 with a stable code.
@@ -114,6 +118,13 @@ pub fn transition(status: Status, action: Action) -> Result<Option<Status>, Refu
         (_, Action::MarkUncollectible) => Err(refuse(
             "invalid_state_transition",
             format!("only an open invoice can be marked uncollectible; this one is {s}"),
+        )),
+        // Crediting what is left to pay settles the invoice, as a payment would.
+        (Open | Uncollectible, Action::Credit { remaining_after: 0 }) => Ok(Some(Paid)),
+        (Open | Uncollectible | Paid, Action::Credit { .. }) => Ok(Some(status)),
+        (_, Action::Credit { .. }) => Err(refuse(
+            "invoice_not_creditable",
+            format!("credit notes are issued for finalized invoices (open, paid or uncollectible); this one is {s}"),
         )),
     }
 }
@@ -180,6 +191,8 @@ mod tests {
             Action::Void { has_payments: false },
             Action::Void { has_payments: true },
             Action::MarkUncollectible,
+            Action::Credit { remaining_after: 5 },
+            Action::Credit { remaining_after: 0 },
         ];
         let mut allowed = Vec::new();
         for from in all {
@@ -198,9 +211,19 @@ mod tests {
             (Open, Action::Pay { remaining_after: 0 }, Some(Paid)),
             (Open, Action::Void { has_payments: false }, Some(Void)),
             (Open, Action::MarkUncollectible, Some(Uncollectible)),
+            (Open, Action::Credit { remaining_after: 5 }, Some(Open)),
+            (Open, Action::Credit { remaining_after: 0 }, Some(Paid)),
+            (Paid, Action::Credit { remaining_after: 5 }, Some(Paid)),
+            (Paid, Action::Credit { remaining_after: 0 }, Some(Paid)),
             (Uncollectible, Action::Pay { remaining_after: 5 }, Some(Uncollectible)),
             (Uncollectible, Action::Pay { remaining_after: 0 }, Some(Paid)),
             (Uncollectible, Action::Void { has_payments: false }, Some(Void)),
+            (
+                Uncollectible,
+                Action::Credit { remaining_after: 5 },
+                Some(Uncollectible),
+            ),
+            (Uncollectible, Action::Credit { remaining_after: 0 }, Some(Paid)),
         ];
         assert_eq!(allowed, expected);
         assert_eq!(

@@ -91,6 +91,17 @@ pub fn credit(amount: i64) -> Vec<Posting> {
     postings(&[(Account::Revenue, amount), (Account::AccountsReceivable, -amount)])
 }
 
+/// A credit note gives back revenue and the tax on it, and lowers what the customer owes; the
+/// part of it refunded pays cash back from what they owe.
+pub fn credit_note(subtotal: i64, tax: i64, total: i64, refund: i64) -> Vec<Posting> {
+    postings(&[
+        (Account::Revenue, subtotal),
+        (Account::TaxPayable, tax),
+        (Account::AccountsReceivable, refund - total),
+        (Account::Cash, -refund),
+    ])
+}
+
 pub fn is_balanced(postings: &[Posting]) -> bool {
     postings.iter().map(|p| i128::from(p.amount)).sum::<i128>() == 0
 }
@@ -107,6 +118,7 @@ mod tests {
             payment(500),
             refund(200),
             credit(300),
+            credit_note(1000, 80, 1080, 500),
             finalize(0, 0, 0),
         ] {
             assert!(is_balanced(&postings), "{postings:?}");

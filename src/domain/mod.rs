@@ -2,6 +2,7 @@
 //! totals, the double-entry postings each money movement makes, and (for subscriptions) billing
 //! periods in the tenant's calendar, what a price charges for a period, and proration.
 pub mod calendar;
+pub mod credit_note;
 pub mod ids;
 pub mod invoice;
 pub mod ledger;
@@ -60,6 +61,10 @@ pub const FIELD_CODES: &[&str] = &[
     "outside_current_period",
     "too_many_items",
     "before_last_change",
+    "unknown_invoice_line",
+    "exceeds_creditable",
+    "amounts_do_not_add_up",
+    "lines_required",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -87,6 +92,10 @@ pub const RULE_CODES: &[&str] = &[
     "outside_current_period",
     "too_many_items",
     "before_last_change",
+    "unknown_invoice_line",
+    "exceeds_creditable",
+    "amounts_do_not_add_up",
+    "lines_required",
 ];
 
 impl FieldError {

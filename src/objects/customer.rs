@@ -24,7 +24,9 @@ impl Customer {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Balance {
     pub currency: String,
-    /// What the customer owes (negative: what they are owed), in the minor unit.
+    /// In the minor unit. In a `customer_balance`: what the customer owes (negative: what they
+    /// are owed). In a `customer_credit_balance`: the credit they have, applied to their next
+    /// invoices.
     pub amount: i64,
     /// The same amount in major units, e.g. `"12.50"`.
     pub formatted: String,
@@ -32,6 +34,7 @@ pub struct Balance {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CustomerBalance {
+    /// `customer_balance` or `customer_credit_balance`.
     #[schema(example = "customer_balance")]
     pub object: &'static str,
     pub customer: String,
@@ -40,6 +43,15 @@ pub struct CustomerBalance {
 
 impl CustomerBalance {
     pub fn new(customer: String, balances: Vec<(String, i64)>) -> Self {
+        Self::of("customer_balance", customer, balances)
+    }
+
+    /// The customer's credit balance per currency.
+    pub fn credit(customer: String, balances: Vec<(String, i64)>) -> Self {
+        Self::of("customer_credit_balance", customer, balances)
+    }
+
+    fn of(object: &'static str, customer: String, balances: Vec<(String, i64)>) -> Self {
         let balances = balances
             .into_iter()
             .map(|(currency, amount)| Balance {
@@ -49,7 +61,7 @@ impl CustomerBalance {
             })
             .collect();
         CustomerBalance {
-            object: "customer_balance",
+            object,
             customer,
             balances,
         }

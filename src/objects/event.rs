@@ -12,6 +12,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.marked_uncollectible",
     "payment.created",
     "refund.created",
+    "credit_note.created",
     "product.created",
     "product.updated",
     "price.created",

@@ -73,8 +73,13 @@ pub struct Invoice {
     pub applied_balance: i64,
     /// What the customer is asked to pay: `total - applied_balance`.
     pub amount_due: i64,
-    /// What is left to pay on an open or uncollectible invoice; 0 otherwise.
+    /// What is left to pay on an open or uncollectible invoice: `amount_due - amount_paid -
+    /// pre_payment_credit_notes_amount`; 0 otherwise.
     pub amount_remaining: i64,
+    /// What credit notes took off what was left to pay.
+    pub pre_payment_credit_notes_amount: i64,
+    /// What credit notes gave back after payment (refunded or credited to the customer's balance).
+    pub post_payment_credit_notes_amount: i64,
     pub lines: LineList,
     pub metadata: Metadata,
     pub created: i64,

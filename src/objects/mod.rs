@@ -6,6 +6,7 @@
 //! (invoices with their lines, webhook endpoints without their secrets), and billing, webhooks
 //! and the API hand them on unchanged. An event's payload is the object as it was then.
 mod catalog;
+mod credit_note;
 mod customer;
 mod event;
 mod invoice;
@@ -15,6 +16,7 @@ mod subscription;
 mod webhook;
 
 pub use catalog::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
+pub use credit_note::{CreditNote, CreditNoteLine, CreditTransaction};
 pub use customer::{Balance, Customer, CustomerBalance};
 pub use event::{EVENT_TYPES, Event};
 pub use invoice::{Invoice, LineItem, LineList, Period};

@@ -184,6 +184,19 @@ pub async fn set_credited(
     Ok(())
 }
 
+/// Records `amount` of a charge given back by a credit note: proration later credits only what
+/// is left of it. The time it covers is unchanged.
+#[tracing::instrument(target = "otel", level = "debug", name = "db charges.add_credited", skip_all, fields(otel.kind = "client"))]
+pub async fn add_credited(conn: &mut AnyConnection, tenant: &str, id: &str, amount: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE subscription_charges SET credited = credited + $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(amount)
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Puts the subscription's pending charges on `invoice_id`.
 #[tracing::instrument(target = "otel", level = "debug", name = "db charges.attach_pending", skip_all, fields(otel.kind = "client"))]
 pub async fn attach_pending(

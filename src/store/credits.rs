@@ -1,10 +1,13 @@
 //! Customers' credit balances (per currency) and their history. Credit comes from proration
-//! (unused time of a subscription) and is applied to the next invoices finalized.
+//! (unused time of a subscription, credit notes) and is applied to the next invoices finalized.
 use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
 
 use super::Backend;
+use super::page::{Listing, Page, PageError, PageQuery};
 use super::rows::get;
 use crate::domain::ids::{Kind, new_id};
+use crate::objects::CreditTransaction;
 
 /// A movement of a customer's credit.
 pub struct Movement<'a> {
@@ -136,5 +139,57 @@ pub async fn transactions(
                 invoice_id: get(r, "invoice_id")?,
             })
         })
+        .collect()
+}
+
+const LISTING: Listing = Listing {
+    table: "credit_transactions",
+    columns: "id, customer_id, currency, amount, balance_after, description, subscription_id, invoice_id, created",
+};
+
+fn from_row(row: &AnyRow) -> Result<CreditTransaction, sqlx::Error> {
+    Ok(CreditTransaction {
+        id: get(row, "id")?,
+        object: CreditTransaction::OBJECT,
+        customer: get(row, "customer_id")?,
+        currency: get(row, "currency")?,
+        amount: get(row, "amount")?,
+        balance_after: get(row, "balance_after")?,
+        description: get(row, "description")?,
+        subscription: get(row, "subscription_id")?,
+        invoice: get(row, "invoice_id")?,
+        created: get(row, "created")?,
+    })
+}
+
+/// A page of the customer's credit movements, newest first.
+#[tracing::instrument(target = "otel", level = "debug", name = "db credits.list", skip_all, fields(otel.kind = "client"))]
+pub async fn list(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer_id: &str,
+    page: &PageQuery,
+) -> Result<Page<CreditTransaction>, PageError> {
+    LISTING
+        .fetch(conn, tenant, page, &[("customer_id", customer_id)], from_row)
+        .await
+}
+
+/// The customer's credit balance in each currency they have had credit in.
+#[tracing::instrument(target = "otel", level = "debug", name = "db credits.balances", skip_all, fields(otel.kind = "client"))]
+pub async fn balances(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer_id: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT currency, balance FROM customer_credits WHERE tenant_id = $1 AND customer_id = $2 ORDER BY currency",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((get(r, "currency")?, get(r, "balance")?)))
         .collect()
 }

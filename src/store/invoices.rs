@@ -29,6 +29,9 @@ pub struct InvoiceRow {
     pub amount_refunded: i64,
     /// The customer's credit applied when it was finalized.
     pub applied_balance: i64,
+    /// What credit notes took off what was left to pay, and what they gave back after payment.
+    pub pre_payment_credit_notes_amount: i64,
+    pub post_payment_credit_notes_amount: i64,
     pub metadata: Metadata,
     pub created: i64,
     pub finalized_at: Option<i64>,
@@ -40,7 +43,9 @@ pub struct InvoiceRow {
 impl InvoiceRow {
     pub fn amount_remaining(&self) -> i64 {
         match self.status {
-            Status::Open | Status::Uncollectible => self.total - self.applied_balance - self.amount_paid,
+            Status::Open | Status::Uncollectible => {
+                self.total - self.applied_balance - self.amount_paid - self.pre_payment_credit_notes_amount
+            }
             Status::Draft | Status::Paid | Status::Void => 0,
         }
     }
@@ -68,6 +73,8 @@ impl InvoiceRow {
             amount_refunded: i.amount_refunded,
             applied_balance: i.applied_balance,
             amount_due: i.total - i.applied_balance,
+            pre_payment_credit_notes_amount: i.pre_payment_credit_notes_amount,
+            post_payment_credit_notes_amount: i.post_payment_credit_notes_amount,
             lines: LineList {
                 object: "list",
                 data: lines,
@@ -85,7 +92,8 @@ impl InvoiceRow {
 
 const COLUMNS: &str = "id, customer_id, status, currency, number, due_date, subtotal, tax, total, amount_paid, \
     amount_refunded, metadata, created, finalized_at, paid_at, voided_at, marked_uncollectible_at, subscription_id, \
-    billing_reason, period_start, period_end, applied_balance";
+    billing_reason, period_start, period_end, applied_balance, pre_payment_credit_notes_amount, \
+    post_payment_credit_notes_amount";
 const LISTING: Listing = Listing {
     table: "invoices",
     columns: COLUMNS,
@@ -113,6 +121,8 @@ fn from_row(row: &AnyRow) -> Result<InvoiceRow, sqlx::Error> {
         amount_paid: get(row, "amount_paid")?,
         amount_refunded: get(row, "amount_refunded")?,
         applied_balance: get(row, "applied_balance")?,
+        pre_payment_credit_notes_amount: get(row, "pre_payment_credit_notes_amount")?,
+        post_payment_credit_notes_amount: get(row, "post_payment_credit_notes_amount")?,
         metadata: metadata(row)?,
         created: get(row, "created")?,
         finalized_at: get(row, "finalized_at")?,
@@ -207,7 +217,8 @@ pub async fn update(
     sqlx::query(
         "UPDATE invoices SET status = $1, number = $2, number_seq = COALESCE($3, number_seq), due_date = $4, subtotal = $5, \
          tax = $6, total = $7, amount_paid = $8, amount_refunded = $9, metadata = $10, finalized_at = $11, paid_at = $12, \
-         voided_at = $13, marked_uncollectible_at = $14, applied_balance = $15 WHERE tenant_id = $16 AND id = $17",
+         voided_at = $13, marked_uncollectible_at = $14, applied_balance = $15, pre_payment_credit_notes_amount = $16, \
+         post_payment_credit_notes_amount = $17 WHERE tenant_id = $18 AND id = $19",
     )
     .bind(i.status.as_str())
     .bind(&i.number)
@@ -224,6 +235,8 @@ pub async fn update(
     .bind(i.voided_at)
     .bind(i.marked_uncollectible_at)
     .bind(i.applied_balance)
+    .bind(i.pre_payment_credit_notes_amount)
+    .bind(i.post_payment_credit_notes_amount)
     .bind(tenant)
     .bind(&i.id)
     .execute(conn)

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod charges;
+pub mod credit_notes;
 pub mod credits;
 pub mod customers;
 mod dialect;

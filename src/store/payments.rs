@@ -86,6 +86,24 @@ pub async fn find_for_update(
     select(conn, tenant, id, backend.for_update()).await
 }
 
+/// The payments of an invoice that have something left to refund, newest first, their rows held
+/// until the transaction ends (a credit note refunds them).
+#[tracing::instrument(target = "otel", level = "debug", name = "db payments.refundable_of_invoice", skip_all, fields(otel.kind = "client"))]
+pub async fn refundable_of_invoice(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant: &str,
+    invoice_id: &str,
+) -> Result<Vec<Payment>, sqlx::Error> {
+    let sql = AssertSqlSafe(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND invoice_id = $2 AND amount_refunded < amount \
+         ORDER BY id DESC{}",
+        backend.for_update()
+    ));
+    let rows = sqlx::query(sql).bind(tenant).bind(invoice_id).fetch_all(conn).await?;
+    rows.iter().map(payment_from_row).collect()
+}
+
 async fn select(conn: &mut AnyConnection, tenant: &str, id: &str, lock: &str) -> Result<Option<Payment>, sqlx::Error> {
     let sql = AssertSqlSafe(format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE tenant_id = $1 AND id = $2{lock}"

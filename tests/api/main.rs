@@ -7,6 +7,7 @@ mod billing;
 mod catalog;
 mod changes;
 mod concurrency;
+mod credit_notes;
 mod cycle_processes;
 mod deploy;
 mod fuzz;

@@ -234,7 +234,7 @@ async fn owed_matches(store: &Store, tenant: &str, customer: &str) -> Outcome<()
     .await
     .map_err(db)?;
     let remaining: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(SUM(total - applied_balance - amount_paid) AS BIGINT) FROM invoices WHERE tenant_id = $1 \
+        "SELECT CAST(SUM(total - applied_balance - amount_paid - pre_payment_credit_notes_amount) AS BIGINT) FROM invoices WHERE tenant_id = $1 \
          AND customer_id = $2 AND status IN ('open', 'uncollectible')",
     )
     .bind(tenant)

@@ -2,6 +2,7 @@
 //! through the same operations the API uses; after every step the books must hold together.
 use std::collections::{BTreeMap, BTreeSet};
 
+use billing_api::billing::credit_notes::{self, NewCreditLine, NewCreditNote};
 use billing_api::billing::customers;
 use billing_api::billing::invoices::{self, LineUpdate, NewInvoice, NewLine};
 use billing_api::billing::payments::{self, NewPayment, NewRefund};
@@ -49,6 +50,15 @@ enum Op {
         payment: usize,
         part: Option<i64>,
     },
+    /// A credit note: of a line (`part` quarters of its amount, 5: one more; all that is left
+    /// when none), of an amount (`part` quarters of the total), or of the whole invoice (neither);
+    /// `refund` quarters of what is refundable are refunded.
+    CreditNote {
+        invoice: usize,
+        line: Option<usize>,
+        part: Option<i64>,
+        refund: Option<i64>,
+    },
 }
 
 impl Op {
@@ -65,6 +75,7 @@ impl Op {
             Op::Delete(_) => "Delete",
             Op::Pay { .. } => "Pay",
             Op::Refund { .. } => "Refund",
+            Op::CreditNote { .. } => "CreditNote",
         }
     }
 }
@@ -91,7 +102,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => ix.clone().prop_map(Op::Uncollectible),
         1 => ix.clone().prop_map(Op::Delete),
         5 => (ix.clone(), 1i64..=5, prop::bool::weighted(0.1)).prop_map(|(invoice, part, wrong_currency)| Op::Pay { invoice, part, wrong_currency }),
-        3 => (ix, prop::option::of(1i64..=5)).prop_map(|(payment, part)| Op::Refund { payment, part }),
+        3 => (ix.clone(), prop::option::of(1i64..=5)).prop_map(|(payment, part)| Op::Refund { payment, part }),
+        3 => (ix.clone(), prop::option::of(ix), prop::option::of(1i64..=5), prop::option::weighted(0.3, 1i64..=5))
+            .prop_map(|(invoice, line, part, refund)| Op::CreditNote { invoice, line, part, refund }),
     ]
 }
 
@@ -234,7 +247,9 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                     (None, _) => "usd".to_owned(),
                 };
                 let currency = Currency::parse(&code).ok_or(Error::NotFound("currency"))?;
-                let remaining = inv.as_ref().map_or(0, |i| i.total - i.amount_paid);
+                let remaining = inv.as_ref().map_or(0, |i| {
+                    i.total - i.applied_balance - i.amount_paid - i.pre_payment_credit_notes_amount
+                });
                 let amount = quarters(remaining, *part);
                 let p = payments::record(
                     &mut tx,
@@ -264,6 +279,53 @@ async fn apply(store: &Store, ctx: &Ctx, h: &mut Handles, op: &Op) -> Result<Out
                         payment_id: id,
                         amount,
                         reason: None,
+                        metadata: Default::default(),
+                    },
+                )
+                .await?;
+            }
+            Op::CreditNote {
+                invoice,
+                line,
+                part,
+                refund,
+            } => {
+                let Some(id) = pick(&h.invoices, *invoice) else {
+                    return Err(Error::NotFound(SKIPPED));
+                };
+                let Some(inv) = billing_api::store::invoices::find(&mut tx, &ctx.tenant, &id).await? else {
+                    return Err(Error::NotFound(SKIPPED));
+                };
+                let lines = billing_api::store::invoices::lines(&mut tx, &ctx.tenant, &id).await?;
+                let (lines, amount) = match (line, part) {
+                    (Some(l), _) => {
+                        let Some(l) = pick(&lines, *l) else {
+                            return Err(Error::NotFound(SKIPPED));
+                        };
+                        let amount = part.map(|p| quarters(l.amount, p));
+                        (
+                            vec![NewCreditLine {
+                                invoice_line_id: l.id,
+                                amount,
+                            }],
+                            None,
+                        )
+                    }
+                    (None, Some(p)) => (Vec::new(), Some(quarters(inv.total, *p))),
+                    (None, None) => (Vec::new(), None),
+                };
+                let refund_amount = refund.map(|r| quarters(inv.amount_paid - inv.amount_refunded, r));
+                credit_notes::create(
+                    &mut tx,
+                    ctx,
+                    NewCreditNote {
+                        invoice_id: id,
+                        lines,
+                        amount,
+                        reason: None,
+                        memo: None,
+                        refund_amount,
+                        credit_amount: None,
                         metadata: Default::default(),
                     },
                 )
@@ -340,8 +402,71 @@ pub(crate) async fn check(store: &Store, tenant: &str) -> Result<(), String> {
         *refunded_by_payment.entry(r.get("payment_id")).or_default() += r.get::<i64, _>("amount");
         *refunded_by_invoice.entry(r.get("invoice_id")).or_default() += r.get::<i64, _>("amount");
     }
+    // Credit notes: totals from their lines, split as stored, numbered without gaps; no invoice
+    // line credited beyond its amount or its tax.
+    let mut credited_by_invoice: BTreeMap<String, i64> = BTreeMap::new();
+    let mut note_numbers = BTreeSet::new();
+    let mut note_lines: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut credited_lines: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for r in q("SELECT credit_note_id, invoice_line_id, amount, tax FROM credit_note_lines WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        let (amount, tax): (i64, i64) = (r.get("amount"), r.get("tax"));
+        let e = note_lines.entry(r.get("credit_note_id")).or_default();
+        (e.0, e.1) = (e.0 + amount, e.1 + tax);
+        if let Some(line) = r.get::<Option<String>, _>("invoice_line_id") {
+            let e = credited_lines.entry(line).or_default();
+            (e.0, e.1) = (e.0 + amount, e.1 + tax);
+        }
+    }
+    for r in q(
+        "SELECT id, invoice_id, subtotal, tax, total, pre_payment_amount, refund_amount, credit_amount, number_seq \
+                FROM credit_notes WHERE tenant_id = $1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?
+    {
+        let id: String = r.get("id");
+        let (subtotal, tax, total): (i64, i64, i64) = (r.get("subtotal"), r.get("tax"), r.get("total"));
+        let split: i64 =
+            r.get::<i64, _>("pre_payment_amount") + r.get::<i64, _>("refund_amount") + r.get::<i64, _>("credit_amount");
+        if note_lines.get(&id).copied().unwrap_or_default() != (subtotal, tax)
+            || total != subtotal + tax
+            || split != total
+        {
+            return Err(format!(
+                "credit note {id}: {subtotal}+{tax}={total}, split {split}, lines {:?}",
+                note_lines.get(&id)
+            ));
+        }
+        *credited_by_invoice.entry(r.get("invoice_id")).or_default() += total;
+        note_numbers.insert(r.get::<i64, _>("number_seq"));
+    }
+    if note_numbers != (1..=note_numbers.len() as i64).collect() {
+        return Err(format!("credit note numbers not gapless: {note_numbers:?}"));
+    }
+    for r in q("SELECT id, amount, tax FROM invoice_lines WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        let (amount, tax): (i64, i64) = (r.get("amount"), r.get("tax"));
+        let (credited, credited_tax) = credited_lines
+            .get(&r.get::<String, _>("id"))
+            .copied()
+            .unwrap_or_default();
+        if credited > amount || credited_tax > tax || (credited == amount && credited_tax != tax) {
+            return Err(format!("a line of {amount}+{tax} credited {credited}+{credited_tax}"));
+        }
+    }
+    let mut left_to_pay: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut numbers = BTreeSet::new();
-    for r in q("SELECT id, status, subtotal, tax, total, amount_paid, amount_refunded, applied_balance, number_seq, finalized_at FROM invoices WHERE tenant_id = $1").fetch_all(&mut *conn).await.map_err(db)? {
+    for r in q("SELECT id, customer_id, currency, status, subtotal, tax, total, amount_paid, amount_refunded, applied_balance, \
+                pre_payment_credit_notes_amount, post_payment_credit_notes_amount, number_seq, finalized_at FROM invoices \
+                WHERE tenant_id = $1").fetch_all(&mut *conn).await.map_err(db)? {
         let id: String = r.get("id");
         let status: String = r.get("status");
         let (subtotal, tax, total, paid, refunded): (i64, i64, i64, i64, i64) = (r.get("subtotal"), r.get("tax"), r.get("total"), r.get("amount_paid"), r.get("amount_refunded"));
@@ -352,10 +477,18 @@ pub(crate) async fn check(store: &Store, tenant: &str) -> Result<(), String> {
         if paid != paid_by_invoice.get(&id).copied().unwrap_or(0) || refunded != refunded_by_invoice.get(&id).copied().unwrap_or(0) {
             return Err(format!("{id}: amount_paid/refunded disagree with payments/refunds"));
         }
-        // The customer's credit applied at finalization pays part of the total.
-        let remaining = total - r.get::<i64, _>("applied_balance") - paid;
+        // The customer's credit applied at finalization pays part of the total, and credit
+        // notes take off what they credit before payment.
+        let (pre, post): (i64, i64) = (r.get("pre_payment_credit_notes_amount"), r.get("post_payment_credit_notes_amount"));
+        let remaining = total - r.get::<i64, _>("applied_balance") - paid - pre;
         if remaining < 0 {
             return Err(format!("{id}: amount_remaining < 0"));
+        }
+        if pre + post != credited_by_invoice.get(&id).copied().unwrap_or(0) || pre + post > total {
+            return Err(format!("{id}: credited {pre}+{post} of {total}, credit notes say {:?}", credited_by_invoice.get(&id)));
+        }
+        if status == "open" || status == "uncollectible" {
+            *left_to_pay.entry((r.get("customer_id"), r.get("currency"))).or_default() += remaining;
         }
         let finalized = r.get::<Option<i64>, _>("finalized_at").is_some();
         let settled = finalized && status != "void" && remaining == 0;
@@ -411,6 +544,22 @@ pub(crate) async fn check(store: &Store, tenant: &str) -> Result<(), String> {
     balances.retain(|_, v| *v != 0);
     if receivable != balances {
         return Err(format!("balances {balances:?} differ from postings {receivable:?}"));
+    }
+    // What customers owe in the ledger is what is left to pay less their credit balance.
+    for r in q("SELECT customer_id, currency, balance FROM customer_credits WHERE tenant_id = $1")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?
+    {
+        *left_to_pay
+            .entry((r.get("customer_id"), r.get("currency")))
+            .or_default() -= r.get::<i64, _>("balance");
+    }
+    left_to_pay.retain(|_, v| *v != 0);
+    if receivable != left_to_pay {
+        return Err(format!(
+            "the ledger says customers owe {receivable:?}; invoices less credit say {left_to_pay:?}"
+        ));
     }
     Ok(())
 }
@@ -485,6 +634,7 @@ async fn run_properties(backend: Backend, cases: u32) {
         "Uncollectible",
         "Delete",
         "UpdateLine",
+        "CreditNote",
     ] {
         let (took, refused) = applied.get(op).copied().unwrap_or_default();
         assert!(

@@ -29,6 +29,13 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         .post("/v1/refunds", json!({"payment": payment, "amount": 10}))
         .await
         .id();
+    let credit_note = a
+        .post("/v1/credit_notes", json!({"invoice": invoice, "amount": 5}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // A's webhook endpoint (to a port nobody listens on), with a delivery of a later event.
     let endpoint = a
         .post(
@@ -71,6 +78,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("line", line.as_str()),
         ("payment", payment.as_str()),
         ("refund", refund.as_str()),
+        ("credit_note", credit_note.as_str()),
         ("endpoint", endpoint.as_str()),
         ("delivery", delivery.as_str()),
         ("event", event.as_str()),
@@ -154,6 +162,30 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             Some(json!({"payment": payment, "amount": 1})),
         ),
         ("get", "/v1/refunds/{id}", format!("/v1/refunds/{refund}"), None),
+        (
+            "post",
+            "/v1/credit_notes",
+            "/v1/credit_notes".into(),
+            Some(json!({"invoice": invoice, "amount": 1})),
+        ),
+        (
+            "get",
+            "/v1/credit_notes/{id}",
+            format!("/v1/credit_notes/{credit_note}"),
+            None,
+        ),
+        (
+            "get",
+            "/v1/customers/{id}/credit_balance",
+            format!("/v1/customers/{customer}/credit_balance"),
+            None,
+        ),
+        (
+            "get",
+            "/v1/customers/{id}/credit_transactions",
+            format!("/v1/customers/{customer}/credit_transactions"),
+            None,
+        ),
         ("get", "/v1/events/{id}", format!("/v1/events/{event}"), None),
         (
             "post",
@@ -278,6 +310,11 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ),
         ("/v1/payments", "payment", &[("invoice", "invoice")]),
         ("/v1/refunds", "refund", &[("payment", "payment")]),
+        (
+            "/v1/credit_notes",
+            "credit_note",
+            &[("invoice", "invoice"), ("customer", "customer")],
+        ),
         ("/v1/ledger_entries", "", &[("customer", "customer")]),
         ("/v1/events", "event", &[]),
         ("/v1/products", "product", &[]),
@@ -379,6 +416,9 @@ async fn snapshot(
         format!("/v1/invoices/{invoice}"),
         format!("/v1/payments/{payment}"),
         format!("/v1/customers/{customer}/balance"),
+        format!("/v1/customers/{customer}/credit_balance"),
+        format!("/v1/customers/{customer}/credit_transactions"),
+        "/v1/credit_notes".to_owned(),
         "/v1/ledger_entries?limit=100".to_owned(),
     ] {
         out.push(api.get(&path).await.expect(200));

@@ -9,7 +9,7 @@ use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
-use super::schema::{CurrencyCode, EmailAddress, MetadataParam, Text256};
+use super::schema::{CurrencyCode, EmailAddress, MetadataParam, TestClockId, Text256};
 use super::write::{Done, Write};
 use crate::billing::customers::{self as ops, CustomerUpdate, NewCustomer};
 use crate::billing::ledger;
@@ -18,7 +18,33 @@ use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
 use crate::objects::{Customer, CustomerBalance};
 
-/// Creating or updating a customer.
+/// Creating a customer: what an update takes, and the test clock they live on.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewCustomerParams {
+    #[serde(default)]
+    #[schema(value_type = Option<Text256>)]
+    pub name: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<EmailAddress>)]
+    pub email: Field<String>,
+    /// ISO 4217 code (`usd`, `JPY`); amounts use its minor unit.
+    #[serde(default)]
+    #[schema(value_type = Option<CurrencyCode>)]
+    pub currency: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<MetadataParam>)]
+    pub metadata: Field<Metadata>,
+    /// A test clock (`clock_…`): the customer lives in its time, and their subscriptions are
+    /// billed when it is advanced. Set at creation only.
+    #[serde(default)]
+    #[schema(value_type = Option<TestClockId>)]
+    pub test_clock: Field<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+/// Updating a customer.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CustomerParams {
     #[serde(default)]
@@ -62,17 +88,27 @@ fn check(
     (c, name, email, currency, metadata)
 }
 
-#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = CustomerParams,
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = NewCustomerParams,
     responses((status = 201, description = "Created", body = Customer)))]
 pub async fn create(w: Write) -> Result<Response, Problem> {
     w.principal.require("customers:write")?;
-    let (c, name, email, currency, metadata) = check(w.body.read()?);
+    let p: NewCustomerParams = w.body.read()?;
+    let (mut c, name, email, currency, metadata) = check(CustomerParams {
+        name: p.name,
+        email: p.email,
+        currency: p.currency,
+        metadata: p.metadata,
+        unknown: p.unknown,
+    });
+    let test_clock = c.optional("test_clock", p.test_clock);
+    let test_clock = c.id("test_clock", test_clock, Kind::TestClock);
     let input = c.finish(|| {
         Some(NewCustomer {
             name,
             email,
             currency,
             metadata: metadata.unwrap_or_default(),
+            test_clock,
         })
     })?;
     w.run(async |conn, ctx| ops::create(conn, ctx, input).await.map(Done::created))

@@ -20,6 +20,7 @@ pub mod read;
 pub mod schema;
 pub mod state;
 pub mod subscriptions;
+pub mod test_clocks;
 pub mod webhooks;
 pub mod write;
 
@@ -59,6 +60,9 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(subscriptions::preview))
         .routes(routes!(subscriptions::upcoming_invoice))
         .routes(routes!(subscriptions::cancel))
+        .routes(routes!(test_clocks::create, test_clocks::list))
+        .routes(routes!(test_clocks::retrieve))
+        .routes(routes!(test_clocks::advance))
         .routes(routes!(ledger::list))
         .routes(routes!(events::list))
         .routes(routes!(events::retrieve))

@@ -154,6 +154,10 @@ schema!(
     SubscriptionItemId => id(Kind::SubscriptionItem)
 );
 schema!(
+    /// A test clock id (`clock_…`).
+    TestClockId => id(Kind::TestClock)
+);
+schema!(
     /// A webhook endpoint id (`we_…`).
     WebhookEndpointId => id(Kind::WebhookEndpoint)
 );

@@ -26,6 +26,8 @@ pub const SCOPES: &[&str] = &[
     "prices:write",
     "subscriptions:read",
     "subscriptions:write",
+    "test_clocks:read",
+    "test_clocks:write",
     "ledger:read",
     "events:read",
     "webhooks:read",

@@ -487,6 +487,7 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
 /// Makes the change: the items, the credits (to the customer's balance, posted to the ledger),
 /// the charges for the rest of the period, and with `always_invoice` their invoice.
 pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: Change) -> Result<Subscription> {
+    let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
     let row = lock(conn, ctx, id).await?;
     // Refused before anything is written (see `operation`).
     refuse_canceled(&row)?;
@@ -539,6 +540,7 @@ pub async fn preview(
     id: &str,
     change: Change,
 ) -> Result<SubscriptionChangePreview> {
+    let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
     let row = lock(conn, ctx, id).await?;
     refuse_canceled(&row)?;
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;

@@ -14,6 +14,8 @@ pub struct NewCustomer {
     pub email: Option<String>,
     pub currency: Option<Currency>,
     pub metadata: Metadata,
+    /// The test clock the customer lives on.
+    pub test_clock: Option<String>,
 }
 
 /// Fields to change; `None` leaves a field as it is. Metadata keys are merged.
@@ -27,6 +29,11 @@ pub struct CustomerUpdate {
 
 pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> Result<Customer> {
     tenants::ensure(conn, &ctx.tenant, ctx.now).await?;
+    // A customer on a test clock is created at the clock's time.
+    let created = match &input.test_clock {
+        Some(id) => super::test_clocks::get(conn, &ctx.tenant, id).await?.frozen_time,
+        None => ctx.now,
+    };
     let customer = Customer {
         id: new_id(Kind::Customer),
         object: Customer::OBJECT,
@@ -34,7 +41,8 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCustomer) -> 
         email: input.email,
         currency: input.currency.map(Currency::code),
         metadata: input.metadata,
-        created: ctx.now,
+        test_clock: input.test_clock,
+        created,
     };
     customers::insert(conn, &ctx.tenant, &customer).await?;
     ctx.audit(conn, "customer.created", &customer.id).await?;

@@ -12,6 +12,7 @@ pub mod invoices;
 pub mod ledger;
 pub mod payments;
 pub mod subscriptions;
+pub mod test_clocks;
 
 use crate::domain::metadata::{self, Metadata};
 use crate::operation::{Error, Result};

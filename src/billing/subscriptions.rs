@@ -165,6 +165,7 @@ fn superseded_note(price: &Price) -> String {
 }
 
 pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription) -> Result<Subscription> {
+    let ctx = &super::test_clocks::for_customer(conn, ctx, &input.customer_id).await?;
     let customer = customers::find(conn, &ctx.tenant, &input.customer_id)
         .await?
         .ok_or(Error::NotFound("customer"))?;
@@ -525,6 +526,7 @@ pub async fn cancel(
     at_period_end: bool,
     prorate: bool,
 ) -> Result<Subscription> {
+    let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
     let row = lock(conn, ctx, id).await?;
     // Refused before anything is written (see `operation`).
     domain::transition(row.status, Action::Cancel)?;

@@ -25,6 +25,7 @@ pub enum Kind {
     CreditTransaction,
     CreditNote,
     CreditNoteLine,
+    TestClock,
 }
 
 impl Kind {
@@ -51,6 +52,7 @@ impl Kind {
             Kind::CreditTransaction => "ctx_",
             Kind::CreditNote => "cn_",
             Kind::CreditNoteLine => "cnl_",
+            Kind::TestClock => "clock_",
         }
     }
 
@@ -78,6 +80,7 @@ impl Kind {
             Kind::CreditTransaction => "credit transaction",
             Kind::CreditNote => "credit note",
             Kind::CreditNoteLine => "credit note line",
+            Kind::TestClock => "test clock",
         }
     }
 }

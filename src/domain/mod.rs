@@ -65,6 +65,7 @@ pub const FIELD_CODES: &[&str] = &[
     "exceeds_creditable",
     "amounts_do_not_add_up",
     "lines_required",
+    "invalid_advance",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -96,6 +97,7 @@ pub const RULE_CODES: &[&str] = &[
     "exceeds_creditable",
     "amounts_do_not_add_up",
     "lines_required",
+    "invalid_advance",
 ];
 
 impl FieldError {

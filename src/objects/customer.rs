@@ -14,6 +14,9 @@ pub struct Customer {
     /// ISO 4217, lower case; invoices default to it.
     pub currency: Option<String>,
     pub metadata: Metadata,
+    /// The test clock the customer lives on (set at creation): their subscriptions run on its
+    /// time and are billed when it is advanced.
+    pub test_clock: Option<String>,
     pub created: i64,
 }
 

@@ -20,6 +20,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.created",
     "subscription.updated",
     "subscription.canceled",
+    "test_clock.advanced",
     "webhook_endpoint.disabled",
 ];
 

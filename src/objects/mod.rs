@@ -13,6 +13,7 @@ mod invoice;
 mod ledger;
 mod payment;
 mod subscription;
+mod test_clock;
 mod webhook;
 
 pub use catalog::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
@@ -26,6 +27,7 @@ pub use subscription::{
     CollectionMethod, PlannedCredit, PlannedLine, Subscription, SubscriptionChangePreview, SubscriptionItem,
     SubscriptionItemList, UpcomingInvoice,
 };
+pub use test_clock::TestClock;
 pub use webhook::{WebhookAttempt, WebhookDelivery, WebhookEndpoint};
 
 use serde::Serialize;

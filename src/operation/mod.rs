@@ -9,6 +9,7 @@
 mod error;
 mod events;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
@@ -21,7 +22,7 @@ use crate::store::Backend;
 use crate::store::audit::{self, Actor};
 
 /// Who is acting, for which tenant, under which request, and when.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub backend: Backend,
     pub tenant: String,
@@ -29,8 +30,9 @@ pub struct Ctx {
     pub actor: String,
     pub request_id: String,
     pub now: i64,
-    /// Whether this operation queued webhook deliveries (told to the dispatcher on commit).
-    queued: AtomicBool,
+    /// Whether this operation queued webhook deliveries (told to the dispatcher on commit);
+    /// shared with the contexts made from it by [`Ctx::at`].
+    queued: Arc<AtomicBool>,
 }
 
 impl Ctx {
@@ -41,8 +43,13 @@ impl Ctx {
             actor,
             request_id,
             now,
-            queued: AtomicBool::new(false),
+            queued: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The same operation at another instant: a test clock's time, for the objects on it.
+    pub fn at(&self, now: i64) -> Ctx {
+        Ctx { now, ..self.clone() }
     }
 
     /// Records who did `action` to `object_id`, in the operation's transaction.

@@ -6,7 +6,7 @@ use super::page::{Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
 use crate::objects::Customer;
 
-const COLUMNS: &str = "id, name, email, currency, metadata, created";
+const COLUMNS: &str = "id, name, email, currency, metadata, created, test_clock_id";
 const LISTING: Listing = Listing {
     table: "customers",
     columns: COLUMNS,
@@ -20,6 +20,7 @@ fn from_row(row: &AnyRow) -> Result<Customer, sqlx::Error> {
         email: get(row, "email")?,
         currency: get(row, "currency")?,
         metadata: metadata(row)?,
+        test_clock: get(row, "test_clock_id")?,
         created: get(row, "created")?,
     })
 }
@@ -27,7 +28,8 @@ fn from_row(row: &AnyRow) -> Result<Customer, sqlx::Error> {
 #[tracing::instrument(target = "otel", level = "debug", name = "db customers.insert", skip_all, fields(otel.kind = "client"))]
 pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &Customer) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO customers (id, tenant_id, name, email, currency, metadata, created) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO customers (id, tenant_id, name, email, currency, metadata, created, test_clock_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&c.id)
     .bind(tenant)
@@ -36,6 +38,7 @@ pub async fn insert(conn: &mut AnyConnection, tenant: &str, c: &Customer) -> Res
     .bind(&c.currency)
     .bind(metadata_text(&c.metadata))
     .bind(c.created)
+    .bind(&c.test_clock)
     .execute(conn)
     .await?;
     Ok(())

@@ -20,6 +20,7 @@ pub mod payments;
 mod rows;
 pub mod subscriptions;
 pub mod tenants;
+pub mod test_clocks;
 pub mod webhooks;
 
 use std::path::Path;

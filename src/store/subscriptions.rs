@@ -322,7 +322,8 @@ pub async fn list(
     LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }
 
-/// Claims the subscription with the earliest work due by `until` (other than `skip`), if any: on PostgreSQL the row
+/// Claims the subscription with the earliest work due by `until` (other than `skip`, and other
+/// than those of customers on a test clock, billed when their clock moves), if any: on PostgreSQL the row
 /// is locked and skipped by every other claimer until this transaction ends, so any number of
 /// runners share the work; SQLite's write transaction already excludes the others.
 #[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.claim_due", skip_all, fields(otel.kind = "client"))]
@@ -335,6 +336,8 @@ pub async fn claim_due(
     let skipped: String = (0..skip.len()).map(|i| format!(" AND s.id <> ${}", i + 2)).collect();
     let sql = AssertSqlSafe(format!(
         "SELECT s.id, s.tenant_id FROM subscriptions s WHERE s.next_action_at IS NOT NULL AND s.next_action_at <= $1{skipped} \
+         AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = s.tenant_id AND c.id = s.customer_id \
+         AND c.test_clock_id IS NOT NULL) \
          ORDER BY s.next_action_at, s.id LIMIT 1{}",
         backend.claim_rows_of("s")
     ));

@@ -30,7 +30,8 @@ fn share(a: i64, n: i64, d: i64) -> i64 {
     i64::try_from((2 * a * n + d) / (2 * d)).unwrap()
 }
 
-async fn price(api: &Api, unit_amount: i64) -> String {
+/// A monthly price in USD of `unit_amount` per unit, of a new product.
+pub(crate) async fn price(api: &Api, unit_amount: i64) -> String {
     let product = api.post("/v1/products", json!({"name": "Team plan"})).await.expect(201);
     api.post(
         "/v1/prices",

@@ -5,6 +5,7 @@ use billing_api::store::Backend;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
+use crate::changes::price;
 use crate::helpers::api::Api;
 use crate::helpers::spawn_app;
 use crate::properties::check;
@@ -312,18 +313,11 @@ async fn a_subscription_charge_is_never_given_back_twice(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
     let api = app.tenant("acme").await;
     let customer = api.customer("usd").await;
-    let product = api.post("/v1/products", json!({"name": "Team plan"})).await.expect(201);
-    let price = api
-        .post(
-            "/v1/prices",
-            json!({"product": product["id"], "currency": "usd", "recurring": {"interval": "month"}, "unit_amount": 3_000}),
-        )
-        .await
-        .expect(201);
+    let price = price(&api, 3_000).await;
     let sub = api
         .post(
             "/v1/subscriptions",
-            json!({"customer": customer, "items": [{"price": price["id"]}]}),
+            json!({"customer": customer, "items": [{"price": price}]}),
         )
         .await
         .expect(201);

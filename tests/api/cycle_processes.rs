@@ -39,6 +39,7 @@ async fn subscriptions_behind(store: &Store, backend: Backend, now: i64) {
             email: None,
             currency: Currency::parse("usd"),
             metadata: Metadata::new(),
+            test_clock: None,
         },
     )
     .await

@@ -24,5 +24,6 @@ mod properties;
 mod rate_limit;
 mod subscriptions;
 mod tenancy;
+mod test_clocks;
 mod walkthrough;
 mod webhooks;

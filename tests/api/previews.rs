@@ -265,6 +265,7 @@ async fn run_case(store: &Store, backend: Backend, tenant: &str, case: &Case, co
                 email: None,
                 currency: Currency::parse("usd"),
                 metadata: Metadata::new(),
+                test_clock: None,
             },
         )
         .await?;

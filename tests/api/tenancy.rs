@@ -36,6 +36,13 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         .as_str()
         .unwrap()
         .to_owned();
+    let clock = a
+        .post("/v1/test_clocks", json!({"frozen_time": 1_738_281_600}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // A's webhook endpoint (to a port nobody listens on), with a delivery of a later event.
     let endpoint = a
         .post(
@@ -79,6 +86,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("payment", payment.as_str()),
         ("refund", refund.as_str()),
         ("credit_note", credit_note.as_str()),
+        ("test_clock", clock.as_str()),
         ("endpoint", endpoint.as_str()),
         ("delivery", delivery.as_str()),
         ("event", event.as_str()),
@@ -167,6 +175,13 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             "/v1/credit_notes",
             "/v1/credit_notes".into(),
             Some(json!({"invoice": invoice, "amount": 1})),
+        ),
+        ("get", "/v1/test_clocks/{id}", format!("/v1/test_clocks/{clock}"), None),
+        (
+            "post",
+            "/v1/test_clocks/{id}/advance",
+            format!("/v1/test_clocks/{clock}/advance"),
+            Some(json!({"frozen_time": 1_740_787_200})),
         ),
         (
             "get",
@@ -321,6 +336,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("/v1/prices", "price", &[("product", "product")]),
         ("/v1/subscriptions", "subscription", &[("customer", "customer")]),
         ("/v1/webhook_endpoints", "endpoint", &[]),
+        ("/v1/test_clocks", "test_clock", &[]),
         (
             "/v1/webhook_deliveries",
             "delivery",
@@ -348,6 +364,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
     covered.push(("post".into(), "/v1/customers".into())); // creates in B's own tenant
     covered.push(("post".into(), "/v1/webhook_endpoints".into())); // likewise
     covered.push(("post".into(), "/v1/products".into())); // likewise
+    covered.push(("post".into(), "/v1/test_clocks".into())); // likewise
     documented.sort();
     covered.sort();
     assert_eq!(documented, covered, "every documented route is checked for isolation");
@@ -419,6 +436,7 @@ async fn snapshot(
         format!("/v1/customers/{customer}/credit_balance"),
         format!("/v1/customers/{customer}/credit_transactions"),
         "/v1/credit_notes".to_owned(),
+        "/v1/test_clocks".to_owned(),
         "/v1/ledger_entries?limit=100".to_owned(),
     ] {
         out.push(api.get(&path).await.expect(200));

@@ -1,0 +1,128 @@
+//! Test clocks on both backends: a customer on a clock lives in its time; the billing cycle
+//! leaves their subscriptions alone; advancing the clock bills each period that fell due, once.
+use billing_api::billing::cycles;
+use billing_api::store::Backend;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend_tests;
+use crate::changes::price;
+use crate::helpers::spawn_app;
+use crate::properties::check;
+
+backend_tests!(a_clock_bills_its_customers_when_it_moves_and_only_then);
+
+/// 2025-01-31T00:00:00Z and the first instants of the months after it.
+const JAN_31: i64 = 1_738_281_600;
+const MAR_1: i64 = 1_740_787_200;
+const MAY_1: i64 = 1_746_057_600;
+
+async fn a_clock_bills_its_customers_when_it_moves_and_only_then(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let clock = api
+        .post("/v1/test_clocks", json!({"frozen_time": JAN_31, "name": "renewals"}))
+        .await
+        .expect(201);
+    let clock_id = clock["id"].as_str().unwrap();
+    assert_eq!(clock["object"], "test_clock");
+    let customer = api
+        .post("/v1/customers", json!({"currency": "usd", "test_clock": clock_id}))
+        .await
+        .expect(201);
+    assert_eq!(
+        (&customer["test_clock"], &customer["created"]),
+        (&json!(clock_id), &json!(JAN_31))
+    );
+    let price = price(&api, 3_000).await;
+    let sub = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer["id"], "items": [{"price": price}]}),
+        )
+        .await
+        .expect(201);
+    let sub_id = sub["id"].as_str().unwrap();
+    assert_eq!(sub["current_period_start"], JAN_31, "it starts at the clock's time");
+    let periods = async || -> Vec<i64> {
+        let page = api
+            .get(&format!("/v1/invoices?subscription={sub_id}&limit=100"))
+            .await
+            .expect(200);
+        let mut starts: Vec<i64> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["period_start"].as_i64().unwrap())
+            .collect();
+        starts.sort_unstable();
+        starts
+    };
+
+    // The billing cycle runs in real time (years after the clock's), and leaves it alone.
+    cycles::run_until(&app.store, billing_api::clock::now(), &CancellationToken::new()).await;
+    assert_eq!(periods().await, [JAN_31]);
+
+    // A change takes the clock's time as now: it lies in the current period.
+    let seats = json!({"items": [{"id": sub["items"]["data"][0]["id"], "quantity": 2}]});
+    let preview = api
+        .post(&format!("/v1/subscriptions/{sub_id}/preview"), seats.clone())
+        .await
+        .expect(200);
+    assert_eq!(preview["proration_date"], JAN_31, "{preview}");
+
+    // Advancing bills each period that fell due, once: Feb 28 (the month end kept), then Mar 31.
+    let moved = api
+        .post(
+            &format!("/v1/test_clocks/{clock_id}/advance"),
+            json!({"frozen_time": MAR_1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(moved["frozen_time"], MAR_1);
+    let feb_28 = MAR_1 - 86_400;
+    assert_eq!(periods().await, [JAN_31, feb_28]);
+    api.post(
+        &format!("/v1/test_clocks/{clock_id}/advance"),
+        json!({"frozen_time": MAY_1}),
+    )
+    .await
+    .expect(200);
+    let mar_31 = 1_743_379_200;
+    let apr_30 = MAY_1 - 86_400;
+    assert_eq!(periods().await, [JAN_31, feb_28, mar_31, apr_30]);
+    let invoices = api
+        .get(&format!("/v1/invoices?subscription={sub_id}&limit=1"))
+        .await
+        .expect(200);
+    assert_eq!(invoices["data"][0]["created"], MAY_1, "issued at the clock's time");
+
+    // A clock only moves forward, and by at most two years at a time; a refusal moves nothing.
+    for to in [MAY_1, MAY_1 - 1, MAY_1 + 2 * 366 * 86_400 + 1] {
+        let refused = api
+            .post(
+                &format!("/v1/test_clocks/{clock_id}/advance"),
+                json!({"frozen_time": to}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(refused["errors"][0]["code"], "invalid_advance", "{to}: {refused}");
+    }
+    assert_eq!(
+        api.get(&format!("/v1/test_clocks/{clock_id}")).await.expect(200)["frozen_time"],
+        MAY_1
+    );
+    let listed = api.get("/v1/test_clocks").await.expect(200);
+    assert_eq!(listed["data"][0]["id"], clock_id);
+    let events = api.get("/v1/events?type=test_clock.advanced").await.expect(200);
+    assert_eq!(events["data"].as_array().unwrap().len(), 2);
+    let missing = api
+        .post(
+            "/v1/customers",
+            json!({"test_clock": "clock_0192f0c3a1b07d3e9c4f5a6b7c8d9e0f"}),
+        )
+        .await
+        .expect(404);
+    assert_eq!(missing["code"], "not_found");
+    check(&app.store, "acme").await.unwrap();
+}

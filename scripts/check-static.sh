@@ -2,13 +2,14 @@
 # The optional fully static build: glibc linked in (`-C target-feature=+crt-static`, on the gnu
 # target, the only one this machine has). Shown to work: it is statically linked, it starts and
 # serves, and it resolves a host name (`localhost`, in a PostgreSQL URL it migrates through).
-# Usage: scripts/check-static.sh [build|check]   (no argument: builds into target/static, then
-#        checks the binary)
+# Usage: scripts/check-static.sh [build|check [BIN]]   (no argument: builds into target/static,
+#        then checks the binary; CI checks the release binary, which is this static build, made
+#        by scripts/check-reproducible.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export CARGO_TARGET_DIR=target/static
-bin=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/billing-api
+bin=${2:-$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/billing-api}
 if [ "${1:-build}" = build ]; then
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet \
     --target x86_64-unknown-linux-gnu --bin billing-api 2> >(grep -v 'statically linked applications requires at runtime' >&2)

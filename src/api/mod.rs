@@ -60,6 +60,8 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(subscriptions::preview))
         .routes(routes!(subscriptions::upcoming_invoice))
         .routes(routes!(subscriptions::cancel))
+        .routes(routes!(subscriptions::pause))
+        .routes(routes!(subscriptions::resume))
         .routes(routes!(test_clocks::create, test_clocks::list))
         .routes(routes!(test_clocks::retrieve))
         .routes(routes!(test_clocks::advance))

@@ -227,6 +227,43 @@ pub async fn cancel(Path(id): Path<String>, w: Write) -> Result<Response, Proble
         .await
 }
 
+/// Pausing or resuming takes no parameters.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PauseParams {
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+fn check_empty(body: &JsonBody) -> Result<(), Problem> {
+    let p: PauseParams = body.read()?;
+    let mut c = Check::new();
+    c.unknown("", &p.unknown);
+    c.finish(|| Some(()))
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/pause", tag = "subscriptions", request_body = PauseParams,
+    params(("id" = String, Path, description = "Subscription id")),
+    responses((status = 200, description = "Paused: nothing is billed until it is resumed; the unused rest of the current period is credited", body = Subscription)))]
+pub async fn pause(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("subscriptions:write")?;
+    let id = path_id(Kind::Subscription, id)?;
+    check_empty(&w.body)?;
+    w.run(async |conn, ctx| ops::pause(conn, ctx, &id).await.map(Done::ok))
+        .await
+}
+
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/resume", tag = "subscriptions", request_body = PauseParams,
+    params(("id" = String, Path, description = "Subscription id")),
+    responses((status = 200, description = "Resumed: a new period starts now and is invoiced at once", body = Subscription)))]
+pub async fn resume(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+    w.principal.require("subscriptions:write")?;
+    let id = path_id(Kind::Subscription, id)?;
+    check_empty(&w.body)?;
+    w.run(async |conn, ctx| ops::resume(conn, ctx, &id).await.map(Done::ok))
+        .await
+}
+
 /// One change to a subscription's items: an item to add (`price`, `quantity`), an item to
 /// change (`id` with a new `price` or `quantity`), or an item to remove (`id`, `deleted`).
 #[derive(Debug, Deserialize, ToSchema)]

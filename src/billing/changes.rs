@@ -123,10 +123,18 @@ struct Plan {
 }
 
 fn refuse_canceled(row: &SubscriptionRow) -> Result<()> {
-    if row.status == Status::Canceled {
+    if matches!(row.status, Status::Canceled | Status::Paused) {
         return Err(Refusal {
             code: "invalid_state_transition",
-            message: "a canceled subscription cannot change".into(),
+            message: format!(
+                "a {} subscription cannot change{}",
+                row.status.as_str(),
+                if row.status == Status::Paused {
+                    "; resume it first"
+                } else {
+                    ""
+                }
+            ),
         }
         .into());
     }

@@ -564,6 +564,78 @@ pub async fn cancel(
     Ok(subscription)
 }
 
+/// Pauses now: nothing is billed while paused, and the unused rest of what the current period
+/// was charged is credited to the customer (they do not pay for time paused). What was due
+/// before now is billed first.
+pub async fn pause(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Subscription> {
+    let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
+    let row = lock(conn, ctx, id).await?;
+    domain::transition(row.status, Action::Pause)?;
+    advance(conn, ctx, id, ctx.now, usize::MAX).await?;
+    let mut row = lock(conn, ctx, id).await?;
+    // It may have ended at its period's end just now, as it had been told to.
+    row.status = domain::transition(row.status, Action::Pause)?;
+    row.next_action_at = None;
+    super::changes::credit_all(conn, ctx, &row, ctx.now).await?;
+    subscriptions::update(conn, &ctx.tenant, &row).await?;
+    let items = subscriptions::items(conn, &ctx.tenant, id).await?;
+    let subscription = row.with_items(items);
+    ctx.audit(conn, "subscription.paused", id).await?;
+    ctx.emit(conn, "subscription.paused", &subscription).await?;
+    Ok(subscription)
+}
+
+/// Resumes a paused subscription: a new period starts now (up to the next billing day, charged
+/// its share, when it has one; a whole period from now otherwise) and is invoiced at once, with
+/// any proration charges waiting.
+pub async fn resume(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Subscription> {
+    let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
+    let mut row = lock(conn, ctx, id).await?;
+    let status = domain::transition(row.status, Action::Resume)?;
+    let now = ctx.now;
+    if now <= row.current_period_start {
+        // The new period would start where one was billed already (one invoice per period).
+        return Err(Refusal {
+            code: "invalid_state_transition",
+            message: "a subscription resumes after the start of the period it was paused in".into(),
+        }
+        .into());
+    }
+    let (cycle, cadence) = cycle_of(&row)?;
+    let anchor = if row.anchor_fixed {
+        cycle.anchor
+    } else {
+        Anchor::at(now, cycle.anchor.time_zone().clone()).map_err(calendar_error)?
+    };
+    let index = anchor.index_at(cadence, now).map_err(calendar_error)?;
+    let nominal = anchor.period(cadence, index).map_err(calendar_error)?;
+    let period = (now, nominal.1);
+    row.status = status;
+    row.anchor = anchor.to_stored().0;
+    row.period_index = index;
+    row.current_period_start = period.0;
+    row.current_period_end = period.1;
+    row.next_action_at = Some(period.1);
+    subscriptions::update(conn, &ctx.tenant, &row).await?;
+    let items = subscriptions::items(conn, &ctx.tenant, id).await?;
+    let prices = prices_of(conn, &ctx.tenant, &items).await?;
+    let bills = period_bill(
+        conn,
+        &ctx.tenant,
+        &mut Names::default(),
+        &items,
+        &prices,
+        period,
+        nominal,
+    )
+    .await?;
+    bill_period(conn, ctx, &row, bills, period, "subscription_resume").await?;
+    let subscription = row.with_items(items);
+    ctx.audit(conn, "subscription.resumed", id).await?;
+    ctx.emit(conn, "subscription.resumed", &subscription).await?;
+    Ok(subscription)
+}
+
 /// The price of each item, in order.
 pub(super) async fn prices_of(
     conn: &mut AnyConnection,

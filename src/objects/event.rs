@@ -20,6 +20,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.created",
     "subscription.updated",
     "subscription.canceled",
+    "subscription.paused",
+    "subscription.resumed",
     "test_clock.advanced",
     "webhook_endpoint.disabled",
 ];

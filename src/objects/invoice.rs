@@ -54,7 +54,8 @@ pub struct Invoice {
     pub customer: String,
     /// The subscription that made this invoice.
     pub subscription: Option<String>,
-    /// Why it was made: `subscription_create`, `subscription_cycle`, or none (made by hand).
+    /// Why it was made: `subscription_create`, `subscription_cycle`, `subscription_update`,
+    /// `subscription_cancel`, `subscription_resume`, or none (made by hand).
     pub billing_reason: Option<String>,
     /// The subscription period it bills, `[period_start, period_end)`.
     pub period_start: Option<i64>,

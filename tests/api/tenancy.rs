@@ -309,6 +309,18 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             Some(json!({"items": [{"price": price}]})),
         ),
         (
+            "post",
+            "/v1/subscriptions/{id}/pause",
+            format!("/v1/subscriptions/{subscription}/pause"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/v1/subscriptions/{id}/resume",
+            format!("/v1/subscriptions/{subscription}/resume"),
+            Some(json!({})),
+        ),
+        (
             "get",
             "/v1/subscriptions/{id}/upcoming_invoice",
             format!("/v1/subscriptions/{subscription}/upcoming_invoice"),

@@ -10,7 +10,10 @@ use crate::changes::price;
 use crate::helpers::spawn_app;
 use crate::properties::check;
 
-backend_tests!(a_clock_bills_its_customers_when_it_moves_and_only_then);
+backend_tests!(
+    a_clock_bills_its_customers_when_it_moves_and_only_then,
+    a_paused_subscription_bills_nothing_and_resumes_with_a_new_period,
+);
 
 /// 2025-01-31T00:00:00Z and the first instants of the months after it.
 const JAN_31: i64 = 1_738_281_600;
@@ -124,5 +127,127 @@ async fn a_clock_bills_its_customers_when_it_moves_and_only_then(backend: Backen
         .await
         .expect(404);
     assert_eq!(missing["code"], "not_found");
+    check(&app.store, "acme").await.unwrap();
+}
+
+async fn a_paused_subscription_bills_nothing_and_resumes_with_a_new_period(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let clock = api.post("/v1/test_clocks", json!({"frozen_time": JAN_31})).await.id();
+    let customer = api
+        .post("/v1/customers", json!({"currency": "usd", "test_clock": clock}))
+        .await
+        .id();
+    let price = price(&api, 2_800).await;
+    let trial = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": price}], "trial_period_days": 7}),
+        )
+        .await
+        .id();
+    let refused = api
+        .post(&format!("/v1/subscriptions/{trial}/pause"), json!({}))
+        .await
+        .expect(409);
+    assert_eq!(refused["code"], "invalid_state_transition", "a trial is not paused");
+    api.post(&format!("/v1/subscriptions/{trial}/cancel"), json!({}))
+        .await
+        .expect(200);
+    let sub = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": price}]}),
+        )
+        .await;
+    let sub = sub.expect(201);
+    let id = sub["id"].as_str().unwrap();
+    let advance = async |to: i64| {
+        api.post(&format!("/v1/test_clocks/{clock}/advance"), json!({"frozen_time": to}))
+            .await
+            .expect(200);
+    };
+    let invoices = async || -> Vec<serde_json::Value> {
+        let page = api
+            .get(&format!("/v1/invoices?subscription={id}&limit=100"))
+            .await
+            .expect(200);
+        page["data"].as_array().unwrap().iter().rev().cloned().collect()
+    };
+
+    // Paused 10 days into a 28-day period (Jan 31 - Feb 28): the 18 days left are credited.
+    let feb_10 = JAN_31 + 10 * 86_400;
+    advance(feb_10).await;
+    let refused = api
+        .post(&format!("/v1/subscriptions/{id}/resume"), json!({}))
+        .await
+        .expect(409);
+    assert_eq!(refused["code"], "invalid_state_transition", "only a paused one resumes");
+    let paused = api
+        .post(&format!("/v1/subscriptions/{id}/pause"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(paused["status"], "paused");
+    let balance = api
+        .get(&format!("/v1/customers/{customer}/credit_balance"))
+        .await
+        .expect(200);
+    assert_eq!(balance["balances"][0]["amount"], 1_800, "2800 × 18/28");
+    let change = json!({"items": [{"id": sub["items"]["data"][0]["id"], "quantity": 2}]});
+    let refused = api.post(&format!("/v1/subscriptions/{id}"), change).await.expect(409);
+    assert_eq!(
+        refused["code"], "invalid_state_transition",
+        "a paused one does not change"
+    );
+
+    // Two months pass: nothing is billed.
+    advance(MAY_1).await;
+    assert_eq!(invoices().await.len(), 1);
+    assert_eq!(
+        api.get(&format!("/v1/subscriptions/{id}/upcoming_invoice"))
+            .await
+            .expect(409)["code"],
+        "no_upcoming_invoice"
+    );
+
+    // Resumed on May 1: a month from now is invoiced at once, less the credit.
+    let resumed = api
+        .post(&format!("/v1/subscriptions/{id}/resume"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(resumed["status"], "active");
+    assert_eq!(resumed["current_period_start"], MAY_1);
+    let all = invoices().await;
+    let last = all.last().unwrap();
+    assert_eq!(
+        (
+            &last["billing_reason"],
+            &last["period_start"],
+            &last["total"],
+            &last["applied_balance"]
+        ),
+        (
+            &json!("subscription_resume"),
+            &json!(MAY_1),
+            &json!(2_800),
+            &json!(1_800)
+        )
+    );
+    // And it renews from there.
+    let jun_1 = MAY_1 + 31 * 86_400;
+    advance(jun_1).await;
+    let all = invoices().await;
+    assert_eq!((all.len(), &all[2]["period_start"]), (3, &json!(jun_1)));
+    let events = api.get("/v1/events?limit=100").await.expect(200);
+    let types: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"subscription.paused") && types.contains(&"subscription.resumed"),
+        "{types:?}"
+    );
     check(&app.store, "acme").await.unwrap();
 }

@@ -102,6 +102,13 @@ pub async fn record(conn: &mut AnyConnection, ctx: &Ctx, input: NewPayment) -> R
 
 /// Refunds part or all of a payment; refunds of one payment never add up to more than it.
 pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Result<Refund> {
+    // Locks in the order a credit note takes them, the invoice then its payments, so that a
+    // refund and a credit note refunding the same payment never deadlock.
+    let invoice_id = payments::find(conn, &ctx.tenant, &input.payment_id)
+        .await?
+        .ok_or(Error::NotFound("payment"))?
+        .invoice_id;
+    invoices::find_for_update(conn, ctx.backend, &ctx.tenant, &invoice_id).await?;
     let payment = payments::find_for_update(conn, ctx.backend, &ctx.tenant, &input.payment_id)
         .await?
         .ok_or(Error::NotFound("payment"))?;

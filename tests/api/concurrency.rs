@@ -11,7 +11,8 @@ use crate::helpers::spawn_app;
 backend_tests!(
     simultaneous_payments_never_overpay,
     simultaneous_finalizations_get_consecutive_numbers,
-    simultaneous_retries_have_one_effect
+    simultaneous_retries_have_one_effect,
+    simultaneous_refunds_and_credit_notes_never_give_back_more_than_paid,
 );
 
 async fn simultaneous_payments_never_overpay(backend: Backend) {
@@ -102,4 +103,42 @@ async fn simultaneous_retries_have_one_effect(backend: Backend) {
         api.get(&format!("/v1/invoices/{invoice}")).await.body["amount_paid"],
         100
     );
+}
+
+async fn simultaneous_refunds_and_credit_notes_never_give_back_more_than_paid(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let invoice = api.open_invoice(&customer, 1_000).await;
+    let first = api.pay(&invoice, 500, "usd").await.id();
+    api.pay(&invoice, 500, "usd").await.expect(201);
+    // Refunds of the first payment and credit notes refunding the newest one, at once: they take
+    // the invoice and the payments in the same order, so none waits on the other for ever.
+    let replies = join_all((0..16).map(|i| {
+        let (api, invoice, first) = (api.clone(), invoice.clone(), first.clone());
+        tokio::spawn(async move {
+            if i % 2 == 0 {
+                api.post("/v1/refunds", json!({"payment": first, "amount": 150}))
+                    .await
+                    .status
+            } else {
+                api.post(
+                    "/v1/credit_notes",
+                    json!({"invoice": invoice, "amount": 150, "refund_amount": 150}),
+                )
+                .await
+                .status
+            }
+        })
+    }))
+    .await;
+    let statuses: Vec<u16> = replies.into_iter().map(Result::unwrap).collect();
+    assert!(
+        statuses.iter().all(|s| [201, 409, 422].contains(s)),
+        "refused, not failed: {statuses:?}"
+    );
+    let inv = api.get(&format!("/v1/invoices/{invoice}")).await.expect(200);
+    let refunded = inv["amount_refunded"].as_i64().unwrap();
+    assert!((600..=1_000).contains(&refunded), "{inv}");
+    crate::properties::check(&app.store, "acme").await.unwrap();
 }

@@ -24,7 +24,7 @@ use crate::store::credit_notes::{self, Filter};
 use crate::store::invoices::{self, InvoiceRow};
 use crate::store::ledger::{Movement, post};
 use crate::store::page::{Page, PageQuery};
-use crate::store::{credits, payments};
+use crate::store::{credits, payments, subscriptions};
 
 #[derive(Debug, Clone)]
 pub struct NewCreditNote {
@@ -57,9 +57,7 @@ struct Credited {
 
 /// Issues a credit note for a finalized invoice, or says why not before writing anything.
 pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCreditNote) -> Result<CreditNote> {
-    let mut inv = invoices::find_for_update(conn, ctx.backend, &ctx.tenant, &input.invoice_id)
-        .await?
-        .ok_or(Error::NotFound("invoice"))?;
+    let mut inv = lock(conn, ctx, &input.invoice_id).await?;
     invoice::transition(inv.status, Action::Credit { remaining_after: 1 })?;
     let charged = charges::on_invoice(conn, &ctx.tenant, &inv.id).await?;
     // Neither lines nor an amount: everything left to credit on the invoice's lines.
@@ -69,7 +67,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCreditNote) -
     if let Some(amount) = input.amount {
         credited.push(amount_line(amount, input.memo.as_deref(), &charged)?);
     }
-    let creditable = inv.total - inv.pre_payment_credit_notes_amount - inv.post_payment_credit_notes_amount;
+    let creditable = creditable(conn, &ctx.tenant, &inv).await?;
     let lines_total: i64 = credited.iter().map(|c| c.line.amount + c.line.tax).sum();
     if whole && lines_total > creditable && charged.is_empty() {
         // After a credit note of an amount, what is left of the invoice is no set of lines.
@@ -111,6 +109,11 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCreditNote) -
         ));
     }
 
+    if split.credit > 0 {
+        // The credit row before the number counter, the order finalization takes them in: a
+        // credit note and an invoice finalized at once never wait on each other.
+        credits::balance_for_update(conn, ctx.backend, &ctx.tenant, &inv.customer_id, &inv.currency).await?;
+    }
     let (seq, prefix) = credit_notes::take_number(conn, &ctx.tenant, ctx.now).await?;
     let mut charges_credited = Vec::new();
     let note = CreditNote {
@@ -197,6 +200,30 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewCreditNote) -
     Ok(note)
 }
 
+/// The invoice to credit, held until the transaction ends. A subscription's invoice is locked
+/// after its subscription, the order changes and cycles take them in: a credit note and a
+/// proration never update the same charge from a stale read.
+async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<InvoiceRow> {
+    let inv = invoices::find(conn, &ctx.tenant, id)
+        .await?
+        .ok_or(Error::NotFound("invoice"))?;
+    if let Some(subscription) = &inv.subscription_id {
+        subscriptions::find_for_update(conn, ctx.backend, &ctx.tenant, subscription).await?;
+    }
+    invoices::find_for_update(conn, ctx.backend, &ctx.tenant, id)
+        .await?
+        .ok_or(Error::NotFound("invoice"))
+}
+
+/// What is left to give back of an invoice: its total less what credit notes took off or gave
+/// back, and less the refunds made apart from credit notes (a plain refund gives back money that
+/// a credit note must not give again). The caller holds the invoice's row.
+pub async fn creditable(conn: &mut AnyConnection, tenant: &str, inv: &InvoiceRow) -> Result<i64> {
+    let refunded_by_notes = credit_notes::refunded(conn, tenant, &inv.id).await?;
+    let refunded_apart = inv.amount_refunded - refunded_by_notes;
+    Ok(inv.total - inv.pre_payment_credit_notes_amount - inv.post_payment_credit_notes_amount - refunded_apart)
+}
+
 /// An amount credited beside (or instead of) lines: no tax, no line of the invoice.
 fn amount_line(amount: i64, memo: Option<&str>, charged: &[ChargeRow]) -> Result<Credited> {
     if !charged.is_empty() {
@@ -250,8 +277,10 @@ async fn line_credits(
     };
     let by_notes = credit_notes::credited_lines(conn, &ctx.tenant, &inv.id).await?;
     let charge_of = charges_by_line(&lines, charged);
-    // What is credited of each line so far; a line named twice is credited twice, in order.
-    let mut before: HashMap<&str, i64> = HashMap::new();
+    // What is credited of each line and of each charge so far; a line named twice is credited
+    // twice, in order, and a charge billed on several lines is given back once across them.
+    let mut line_before: HashMap<&str, i64> = HashMap::new();
+    let mut charge_before: HashMap<&str, i64> = HashMap::new();
     let mut result = Vec::with_capacity(asked.len());
     for (i, want) in asked.iter().enumerate() {
         let Some(line) = lines.iter().find(|l| l.id == want.invoice_line_id) else {
@@ -261,12 +290,16 @@ async fn line_credits(
                 "the invoice has no such line",
             ));
         };
+        let line_credited = *line_before
+            .entry(line.id.as_str())
+            .or_insert_with(|| by_notes.get(&line.id).map_or(0, |(amount, _)| *amount));
+        let mut left = line.amount - line_credited;
         let charge = charge_of.get(line.id.as_str()).copied();
-        let credited = *before.entry(line.id.as_str()).or_insert_with(|| {
-            let by_note = by_notes.get(&line.id).map_or(0, |(amount, _)| *amount);
-            charge.map_or(by_note, |c| c.credited.max(by_note))
-        });
-        let left = line.amount - credited;
+        let charge_credited = charge.map(|c| *charge_before.entry(c.id.as_str()).or_insert(c.credited));
+        if let (Some(c), Some(credited)) = (charge, charge_credited) {
+            // Proration and earlier credit notes gave back this much of the charge.
+            left = left.min(c.amount - credited);
+        }
         if whole && left <= 0 {
             continue; // the whole invoice: what is credited already is passed over
         }
@@ -275,12 +308,16 @@ async fn line_credits(
             return Err(Error::invalid(
                 &format!("lines[{i}].amount"),
                 "exceeds_creditable",
-                format!("at most {left} of this line is left to credit"),
+                format!("at most {} of this line is left to credit", left.max(0)),
             ));
         }
-        let tax = credit_tax(line.tax_rate_bps, credited, amount)
+        // The tax given back is cumulative on what the line has given back in all.
+        let tax = credit_tax(line.tax_rate_bps, line.amount - left, amount)
             .ok_or_else(|| Error::invalid(&format!("lines[{i}].amount"), "amount_too_large", "the tax overflows"))?;
-        before.insert(line.id.as_str(), credited + amount);
+        line_before.insert(line.id.as_str(), line_credited + amount);
+        if let (Some(c), Some(credited)) = (charge, charge_credited) {
+            charge_before.insert(c.id.as_str(), credited + amount);
+        }
         result.push(Credited {
             line: CreditNoteLine {
                 id: new_id(Kind::CreditNoteLine),
@@ -296,22 +333,27 @@ async fn line_credits(
     Ok(result)
 }
 
-/// The subscription charge each line of an invoice bills: the same price, period and amount,
-/// matched in order (a charge to one line).
+/// The subscription charge each line of an invoice bills: the charge of the same price and
+/// period. A charge of a tiered or volume price, or with a flat fee, is billed on several lines,
+/// all of which point to it. When several charges share a price and a period (two changes at
+/// one instant), each is one line: they are paired by amount, in order.
 fn charges_by_line<'a>(lines: &'a [LineItem], charged: &'a [ChargeRow]) -> HashMap<&'a str, &'a ChargeRow> {
-    let mut free: Vec<&ChargeRow> = charged.iter().collect();
     let mut matched = HashMap::new();
     for line in lines {
         let (Some(price), Some(period)) = (&line.price, &line.period) else {
             continue;
         };
-        if let Some(at) = free.iter().position(|c| {
-            &c.price_id == price
-                && c.period_start == period.start
-                && c.period_end == period.end
-                && c.amount == line.amount
-        }) {
-            matched.insert(line.id.as_str(), free.remove(at));
+        let same =
+            |c: &&ChargeRow| &c.price_id == price && c.period_start == period.start && c.period_end == period.end;
+        let candidates: Vec<&ChargeRow> = charged.iter().filter(same).collect();
+        let charge = match candidates.as_slice() {
+            [only] => Some(*only),
+            _ => candidates
+                .into_iter()
+                .find(|c| c.amount == line.amount && !matched.values().any(|m: &&ChargeRow| m.id == c.id)),
+        };
+        if let Some(charge) = charge {
+            matched.insert(line.id.as_str(), charge);
         }
     }
     matched

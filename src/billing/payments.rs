@@ -108,23 +108,33 @@ pub async fn refund(conn: &mut AnyConnection, ctx: &Ctx, input: NewRefund) -> Re
         .await?
         .ok_or(Error::NotFound("payment"))?
         .invoice_id;
-    invoices::find_for_update(conn, ctx.backend, &ctx.tenant, &invoice_id).await?;
+    let inv = invoices::find_for_update(conn, ctx.backend, &ctx.tenant, &invoice_id)
+        .await?
+        .ok_or(Error::NotFound("invoice"))?;
     let payment = payments::find_for_update(conn, ctx.backend, &ctx.tenant, &input.payment_id)
         .await?
         .ok_or(Error::NotFound("payment"))?;
-    let refundable = payment.amount - payment.amount_refunded;
-    if refundable == 0 {
+    let left = payment.amount - payment.amount_refunded;
+    if left == 0 {
         return Err(Error::Conflict {
             code: "payment_fully_refunded",
             message: "this payment is already fully refunded".into(),
         });
     }
+    // Credit notes give back money too: what they gave back is not refunded again.
+    let creditable = super::credit_notes::creditable(conn, &ctx.tenant, &inv).await?;
+    let refundable = left.min(creditable.max(0));
     let amount = input.amount.unwrap_or(refundable);
-    if amount > refundable {
+    if amount > refundable || amount == 0 {
+        let why = if refundable < left {
+            ": credit notes and refunds have given back the rest of its invoice"
+        } else {
+            ""
+        };
         return Err(Error::invalid(
             "amount",
             "exceeds_refundable",
-            format!("at most {refundable} of this payment can be refunded"),
+            format!("at most {refundable} of this payment can be refunded{why}"),
         ));
     }
     let refund = Refund {

@@ -178,6 +178,19 @@ pub async fn credited_lines(
         .collect()
 }
 
+/// What the credit notes of `invoice_id` have refunded of its payments.
+#[tracing::instrument(target = "otel", level = "debug", name = "db credit_notes.refunded", skip_all, fields(otel.kind = "client"))]
+pub async fn refunded(conn: &mut AnyConnection, tenant: &str, invoice_id: &str) -> Result<i64, sqlx::Error> {
+    let refunded: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(refund_amount) AS BIGINT) FROM credit_notes WHERE tenant_id = $1 AND invoice_id = $2",
+    )
+    .bind(tenant)
+    .bind(invoice_id)
+    .fetch_one(conn)
+    .await?;
+    Ok(refunded.unwrap_or(0))
+}
+
 /// Which credit notes a listing shows.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

@@ -15,6 +15,8 @@ backend_tests!(
     after_payment_it_refunds_and_credits_the_balance_as_asked,
     bad_credit_notes_are_refused_and_change_nothing,
     a_subscription_charge_is_never_given_back_twice,
+    a_refund_and_a_credit_note_never_give_back_the_same_money,
+    a_charge_billed_on_several_lines_is_given_back_once,
 );
 
 async fn finalized(api: &Api, customer: &str, lines: &[(i64, i64, Option<i64>)]) -> Value {
@@ -202,36 +204,33 @@ async fn after_payment_it_refunds_and_credits_the_balance_as_asked(backend: Back
     assert_eq!(moves, [(-500, 0), (500, 500)], "newest first");
     assert_eq!(history["data"][1]["invoice"], id);
 
-    // What is left (30.00) can only be refunded from what is left of the payments (25.00).
+    // A refund made apart gives back 10.00 more: 20.00 is left to credit.
     api.post("/v1/refunds", json!({"payment": first["id"], "amount": 1_000}))
         .await
         .expect(201);
     let refused = api
+        .post("/v1/credit_notes", json!({"invoice": id, "amount": 2_001}))
+        .await
+        .expect(422);
+    assert_eq!(refused["errors"][0]["code"], "exceeds_creditable", "{refused}");
+    let refused = api
         .post(
             "/v1/credit_notes",
-            json!({"invoice": id, "amount": 3_000, "refund_amount": 3_600, "credit_amount": 0}),
+            json!({"invoice": id, "amount": 2_000, "refund_amount": 2_600, "credit_amount": 0}),
         )
         .await
         .expect(422);
     assert_eq!(refused["errors"][0]["field"], "refund_amount");
     assert_eq!(refused["errors"][0]["code"], "amounts_do_not_add_up");
-    let refused = api
-        .post(
-            "/v1/credit_notes",
-            json!({"invoice": id, "amount": 3_000, "refund_amount": 3_000}),
-        )
-        .await
-        .expect(422);
-    assert_eq!(refused["errors"][0]["code"], "exceeds_refundable", "{refused}");
     // Neither lines nor an amount: all that is left of the invoice (after a credit note of an
     // amount, as an amount); what is not refunded goes to the credit balance.
     let last = api
-        .post("/v1/credit_notes", json!({"invoice": id, "refund_amount": 2_500}))
+        .post("/v1/credit_notes", json!({"invoice": id, "refund_amount": 1_500}))
         .await
         .expect(201);
     assert_eq!(
         (&last["total"], &last["refund_amount"], &last["credit_amount"]),
-        (&json!(3_000), &json!(2_500), &json!(500))
+        (&json!(2_000), &json!(1_500), &json!(500))
     );
     check(&app.store, "acme").await.unwrap();
 }
@@ -370,5 +369,180 @@ async fn a_subscription_charge_is_never_given_back_twice(backend: Backend) {
         .await
         .expect(422);
     assert_eq!(refused["errors"][0]["code"], "exceeds_creditable");
+    check(&app.store, "acme").await.unwrap();
+}
+
+/// The error code of a refused reply, for messages that show the reply.
+fn code(reply: &Value) -> &Value {
+    if reply["errors"].is_array() {
+        &reply["errors"][0]["code"]
+    } else {
+        &reply["code"]
+    }
+}
+
+async fn a_refund_and_a_credit_note_never_give_back_the_same_money(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+
+    // A refund first: a whole credit note then gives back only what the refund did not.
+    let invoice = finalized(&api, &customer, &[(1, 10_000, None)]).await;
+    let id = invoice["id"].as_str().unwrap();
+    let payment = api.pay(id, 10_000, "usd").await.expect(201);
+    api.post("/v1/refunds", json!({"payment": payment["id"], "amount": 4_000}))
+        .await
+        .expect(201);
+    let note = api.post("/v1/credit_notes", json!({"invoice": id})).await.expect(201);
+    assert_eq!(
+        (&note["total"], &note["credit_amount"], &note["refund_amount"]),
+        (&json!(6_000), &json!(6_000), &json!(0)),
+        "{note}"
+    );
+    // Everything is given back now: the payment's other 60.00 is not refunded as well.
+    let refused = api
+        .post("/v1/refunds", json!({"payment": payment["id"]}))
+        .await
+        .expect(422);
+    assert_eq!(code(&refused), "exceeds_refundable", "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "amount");
+
+    // A credit note first: a refund then gives back only what the note did not.
+    let invoice = finalized(&api, &customer, &[(1, 5_000, None)]).await;
+    let id = invoice["id"].as_str().unwrap();
+    assert_eq!(invoice["applied_balance"], 5_000, "the balance paid it");
+    let invoice = finalized(&api, &customer, &[(1, 8_000, None)]).await;
+    let id2 = invoice["id"].as_str().unwrap();
+    assert_eq!(invoice["applied_balance"], 1_000);
+    let payment = api.pay(id2, 7_000, "usd").await.expect(201);
+    api.post(
+        "/v1/credit_notes",
+        json!({"invoice": id2, "amount": 5_000, "refund_amount": 2_000}),
+    )
+    .await
+    .expect(201);
+    // 30.00 is left to give back of the 80.00 and 50.00 of the payment: a refund of 30.01 is
+    // refused, one of 30.00 is made, then nothing more.
+    let refused = api
+        .post("/v1/refunds", json!({"payment": payment["id"], "amount": 3_001}))
+        .await
+        .expect(422);
+    assert_eq!(code(&refused), "exceeds_refundable", "{refused}");
+    api.post("/v1/refunds", json!({"payment": payment["id"], "amount": 3_000}))
+        .await
+        .expect(201);
+    let refused = api.post("/v1/credit_notes", json!({"invoice": id2})).await.expect(422);
+    assert_eq!(code(&refused), "exceeds_creditable", "{refused}");
+
+    // What the credit balance paid can be credited back, but not refunded: nothing was paid.
+    let refused = api
+        .post("/v1/credit_notes", json!({"invoice": id, "refund_amount": 100}))
+        .await
+        .expect(422);
+    assert_eq!(code(&refused), "exceeds_refundable", "{refused}");
+    let back = api.post("/v1/credit_notes", json!({"invoice": id})).await.expect(201);
+    assert_eq!(back["credit_amount"], 5_000);
+    check(&app.store, "acme").await.unwrap();
+}
+
+async fn a_charge_billed_on_several_lines_is_given_back_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    // A volume price with a flat fee: 10 units bill 10.00 and a 5.00 flat fee, on two lines
+    // of one charge.
+    let product = api.post("/v1/products", json!({"name": "Storage"})).await.expect(201);
+    let volume = api
+        .post(
+            "/v1/prices",
+            json!({"product": product["id"], "currency": "usd", "recurring": {"interval": "month"},
+                   "tiers_mode": "volume", "tiers": [{"unit_amount": 100, "flat_amount": 500}]}),
+        )
+        .await
+        .expect(201);
+    let sub = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": volume["id"], "quantity": 10}]}),
+        )
+        .await
+        .expect(201);
+    let sub_id = sub["id"].as_str().unwrap();
+    let invoices = api
+        .get(&format!("/v1/invoices?subscription={sub_id}"))
+        .await
+        .expect(200);
+    let invoice = &invoices["data"][0];
+    let id = invoice["id"].as_str().unwrap();
+    let lines = invoice["lines"]["data"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{invoice}");
+    let fee = lines
+        .iter()
+        .position(|l| l["description"].as_str().unwrap().contains("flat fee"))
+        .unwrap();
+    let units = 1 - fee;
+    assert_eq!(
+        (&lines[units]["amount"], &lines[fee]["amount"]),
+        (&json!(1_000), &json!(500))
+    );
+    api.pay(id, 1_500, "usd").await.expect(201);
+
+    let (start, end) = (
+        sub["current_period_start"].as_i64().unwrap(),
+        sub["current_period_end"].as_i64().unwrap(),
+    );
+    let item = sub["items"]["data"][0]["id"].clone();
+    let preview_credit = || {
+        let api = &api;
+        let item = item.clone();
+        async move {
+            let preview = api
+                .post(
+                    &format!("/v1/subscriptions/{sub_id}/preview"),
+                    json!({"items": [{"id": item, "quantity": 20}], "proration_date": start + (end - start) / 2}),
+                )
+                .await
+                .expect(200);
+            preview["credits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["amount"].as_i64().unwrap())
+                .sum::<i64>()
+        }
+    };
+    assert_eq!(preview_credit().await, 750, "half of the 15.00 charge");
+    // The flat fee refunded: a change at mid-period credits half of the 10.00 left.
+    api.post(
+        "/v1/credit_notes",
+        json!({"invoice": id, "lines": [{"invoice_line": line_id(invoice, fee)}], "refund_amount": 500}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(preview_credit().await, 500);
+    // The units refunded too: nothing is left of the charge to credit, by a change or a note.
+    let note = api
+        .post("/v1/credit_notes", json!({"invoice": id, "refund_amount": 1_000}))
+        .await
+        .expect(201);
+    assert_eq!(note["total"], 1_000, "{note}");
+    assert_eq!(preview_credit().await, 0);
+    let refused = api
+        .post(
+            "/v1/credit_notes",
+            json!({"invoice": id, "lines": [{"invoice_line": line_id(invoice, units), "amount": 1}]}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(code(&refused), "exceeds_creditable", "{refused}");
+    // A cancellation with proration gives nothing more back.
+    api.post(&format!("/v1/subscriptions/{sub_id}/cancel"), json!({"prorate": true}))
+        .await
+        .expect(200);
+    let balance = api
+        .get(&format!("/v1/customers/{customer}/credit_balance"))
+        .await
+        .expect(200);
+    assert_eq!(balance["balances"], json!([]), "{balance}");
     check(&app.store, "acme").await.unwrap();
 }

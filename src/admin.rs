@@ -120,8 +120,9 @@ async fn dispatch(store: &Store, config: &Config, until_idle: bool) -> Result<()
     Ok(())
 }
 
-/// Bills what is due by `--until` (default now) and exits.
-pub async fn cycles(store: &Store, action: CyclesAction) -> Result<(), String> {
+/// Bills what is due by `--until` (default now), moves the subscriptions whose standing changed
+/// by then (past due, or settled), and exits.
+pub async fn cycles(store: &Store, config: &Config, action: CyclesAction) -> Result<(), String> {
     let CyclesAction::Run { until } = action;
     let now = crate::clock::now();
     let until = match until {
@@ -134,10 +135,16 @@ pub async fn cycles(store: &Store, action: CyclesAction) -> Result<(), String> {
             until - now
         ));
     }
-    let report = crate::billing::cycles::run_until(store, until, &tokio_util::sync::CancellationToken::new()).await;
+    let report = crate::billing::cycles::run_with_standing(
+        store,
+        until,
+        config.billing.past_due_after_seconds(),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
     println!(
-        "{} period(s) billed over {} subscription(s); {} failed (left due)",
-        report.periods, report.subscriptions, report.failures
+        "{} period(s) billed over {} subscription(s); {} subscription(s) became past due or active again; {} failed (left due)",
+        report.periods, report.subscriptions, report.standings, report.failures
     );
     if report.failures > 0 {
         return Err(format!(
@@ -210,15 +217,34 @@ pub async fn tenant(store: &Store, action: TenantAction) -> Result<(), String> {
         .await
         .map_err(|e| crate::store::describe_error(&e))?;
     match action {
-        TenantAction::Configure { tenant, invoice_prefix } => {
+        TenantAction::Configure {
+            tenant,
+            invoice_prefix,
+            time_zone,
+        } => {
             valid_tenant(&tenant)?;
-            if invoice_prefix.len() > 20 || invoice_prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err("the invoice prefix is at most 20 visible characters".into());
+            if invoice_prefix.is_none() && time_zone.is_none() {
+                return Err("nothing to configure: give --invoice-prefix or --time-zone".into());
             }
-            tenants::set_invoice_prefix(&mut conn, &tenant, &invoice_prefix, crate::clock::now())
-                .await
-                .map_err(|e| crate::store::describe_error(&e))?;
-            println!("tenant {tenant}: invoice numbers look like {invoice_prefix}000001");
+            let db = |e: sqlx::Error| crate::store::describe_error(&e);
+            if let Some(prefix) = invoice_prefix {
+                if prefix.len() > 20 || prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    return Err("the invoice prefix is at most 20 visible characters".into());
+                }
+                tenants::set_invoice_prefix(&mut conn, &tenant, &prefix, crate::clock::now())
+                    .await
+                    .map_err(db)?;
+                println!("tenant {tenant}: invoice numbers look like {prefix}000001");
+            }
+            if let Some(zone) = time_zone {
+                if crate::domain::calendar::time_zone(&zone).is_none() {
+                    return Err(format!("--time-zone {zone:?}: not an IANA time zone name"));
+                }
+                tenants::set_time_zone(&mut conn, &tenant, &zone, crate::clock::now())
+                    .await
+                    .map_err(db)?;
+                println!("tenant {tenant}: subscriptions created without a time zone count their periods in {zone}");
+            }
         }
     }
     Ok(())

@@ -91,6 +91,7 @@ impl Application {
             store,
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,
+            past_due_after: config.billing.past_due_after_seconds(),
         });
         let router = http::router(state.clone(), &config.server, options.test_routes);
         Ok(Application {
@@ -186,6 +187,7 @@ impl Application {
             tokio::spawn(crate::billing::cycles::run(
                 store.clone(),
                 config.billing.poll_interval,
+                config.billing.past_due_after_seconds(),
                 stop.clone(),
             ))
         });

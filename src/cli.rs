@@ -188,12 +188,16 @@ pub enum IdempotencyAction {
 
 #[derive(Debug, Subcommand)]
 pub enum TenantAction {
-    /// Set a tenant's settings.
+    /// Set a tenant's settings (those given; at least one).
     Configure {
         #[arg(long)]
         tenant: String,
         /// Invoice numbers are this prefix and a six-digit sequence, e.g. INV-000123.
         #[arg(long)]
-        invoice_prefix: String,
+        invoice_prefix: Option<String>,
+        /// The IANA time zone of the period boundaries of subscriptions created without one
+        /// (UTC until set), e.g. Europe/Paris.
+        #[arg(long)]
+        time_zone: Option<String>,
     },
 }

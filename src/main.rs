@@ -96,7 +96,9 @@ async fn run(cli: Cli) -> ExitCode {
             let _logs = matches!(action, WebhooksAction::Dispatch { .. }).then(|| telemetry::init(&config.log));
             with_store(&config, async |store| admin::webhooks(store, &config, action).await).await
         }
-        Command::Cycles { action } => with_store(&config, async |store| admin::cycles(store, action).await).await,
+        Command::Cycles { action } => {
+            with_store(&config, async |store| admin::cycles(store, &config, action).await).await
+        }
         Command::Idempotency { action } => {
             with_store(&config, async |store| {
                 admin::idempotency(store, &config.idempotency, action).await

@@ -20,6 +20,8 @@ pub struct Shared {
     pub store: Store,
     pub shutdown: Shutdown,
     pub health_timeout: Duration,
+    /// `billing.past_due_after` in seconds (a test clock's advance moves standings with it).
+    pub past_due_after: i64,
     pub auth: Authenticator,
     pub idempotency: Registry,
     pub webhooks: Arc<Webhooks>,

@@ -50,8 +50,9 @@ pub struct SubscriptionParams {
     #[serde(default)]
     #[schema(value_type = Vec<ItemParams>, required = true, min_items = 1, max_items = 20)]
     pub items: Field<Vec<ItemParams>>,
-    /// The IANA time zone period boundaries are computed in (`Europe/Paris`); UTC when not
-    /// given (422 `invalid_time_zone` for an unknown name).
+    /// The IANA time zone period boundaries are computed in (`Europe/Paris`); when not given,
+    /// the tenant's default (set by `billing-api tenant configure --time-zone`), else UTC (422
+    /// `invalid_time_zone` for an unknown name).
     #[serde(default)]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9/_+-]+$", example = "Europe/Paris")]
     pub time_zone: Field<String>,

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, RawQuery};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -10,6 +10,7 @@ use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
 use super::schema::Text255;
+use super::state::AppState;
 use super::write::{Done, Write};
 use crate::billing::test_clocks as ops;
 use crate::domain::ids::Kind;
@@ -64,7 +65,7 @@ pub async fn create(w: Write) -> Result<Response, Problem> {
 #[utoipa::path(post, path = "/v1/test_clocks/{id}/advance", tag = "test_clocks", request_body = AdvanceParams,
     params(("id" = String, Path, description = "Test clock id")),
     responses((status = 200, description = "Advanced: every period of its customers' subscriptions that fell due by then is billed", body = TestClock)))]
-pub async fn advance(Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
+pub async fn advance(State(state): State<AppState>, Path(id): Path<String>, w: Write) -> Result<Response, Problem> {
     w.principal.require("test_clocks:write")?;
     let id = path_id(Kind::TestClock, id)?;
     let p: AdvanceParams = w.body.read()?;
@@ -73,8 +74,12 @@ pub async fn advance(Path(id): Path<String>, w: Write) -> Result<Response, Probl
     let time = c.required("frozen_time", p.frozen_time);
     let time = c.range("frozen_time", time, 0..=MAX_TIME);
     let time = c.finish(|| time)?;
-    w.run(async |conn, ctx| ops::advance_clock(conn, ctx, &id, time).await.map(Done::ok))
-        .await
+    w.run(async |conn, ctx| {
+        ops::advance_clock(conn, ctx, &id, time, state.past_due_after)
+            .await
+            .map(Done::ok)
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/v1/test_clocks/{id}", tag = "test_clocks", params(("id" = String, Path, description = "Test clock id")),

@@ -7,6 +7,9 @@
 //! killed at any moment loses its transaction and leaves the subscription due for the next run;
 //! a period is billed once whoever runs it (the subscription's stored period moves in the same
 //! transaction, and the unique index `invoices_one_per_period` stands behind it).
+//!
+//! Then it moves each subscription whose standing changed: `past_due` when one of its invoices
+//! is still owed `billing.past_due_after` past its due date, `active` again when none is.
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,7 +19,7 @@ use crate::store::Store;
 use crate::store::subscriptions;
 use crate::telemetry::metrics;
 
-use super::subscriptions::advance;
+use super::subscriptions::{advance, update_standing};
 
 /// The most periods one subscription is billed in one transaction (a long-stopped scheduler
 /// catches up a year of monthly periods at a time, then moves on to the others).
@@ -31,10 +34,41 @@ pub struct Report {
     pub periods: usize,
     /// Subscriptions that failed (left due, retried by the next run).
     pub failures: usize,
+    /// Subscriptions that became past due, or active again.
+    pub standings: usize,
 }
 
-/// Bills everything due by `until`, then returns. Stops early when `stop` is cancelled, between
-/// two subscriptions.
+/// Bills everything due by `until`, then moves the subscriptions whose standing changed by then
+/// (`past_due_after`: seconds an invoice may stay owed past its due date), then returns. Stops
+/// early when `stop` is cancelled, between two subscriptions.
+pub async fn run_with_standing(store: &Store, until: i64, past_due_after: i64, stop: &CancellationToken) -> Report {
+    let mut report = run_until(store, until, stop).await;
+    let due_by = until.saturating_sub(past_due_after);
+    // A subscription moved no longer matches the claim; one that failed or did not move (another
+    // writer moved it first) is not claimed again in this run, so a run always ends.
+    let mut done: Vec<String> = Vec::new();
+    while !stop.is_cancelled() {
+        match standing_one(store, due_by, &done).await {
+            Ok(None) => break,
+            Ok(Some((_, true))) => report.standings += 1,
+            Ok(Some((id, false))) => done.push(id),
+            Err((id, e)) => {
+                tracing::warn!(subscription = %id, error = %e, "updating a subscription's standing failed");
+                metrics::cycle_failure();
+                report.failures += 1;
+                if id.is_empty() || done.contains(&id) {
+                    break;
+                }
+                done.push(id);
+            }
+        }
+    }
+    report
+}
+
+/// Bills everything due by `until`, then returns (the standing of subscriptions is left as it
+/// is: see [`run_with_standing`]). Stops early when `stop` is cancelled, between two
+/// subscriptions.
 pub async fn run_until(store: &Store, until: i64, stop: &CancellationToken) -> Report {
     let mut report = Report::default();
     // A subscription that fails is skipped for the rest of this run, so a run always ends.
@@ -87,14 +121,42 @@ async fn advance_one(store: &Store, until: i64, skip: &[String]) -> Result<Optio
     Ok(Some(periods))
 }
 
-/// The scheduler inside the service: bills what is due every `interval` until `stop`.
-pub async fn run(store: Store, interval: Duration, stop: CancellationToken) {
+/// Claims a subscription whose standing changed (by `due_by`, other than `skip`) and moves it:
+/// its id and whether it moved. `Ok(None)`: none has.
+async fn standing_one(store: &Store, due_by: i64, skip: &[String]) -> Result<Option<(String, bool)>, (String, Error)> {
+    let backend = store.backend();
+    let mut tx = store.begin_write().await.map_err(|e| (String::new(), e.into()))?;
+    let claimed = subscriptions::claim_misstanding(&mut tx, backend, due_by, skip)
+        .await
+        .map_err(|e| (String::new(), e.into()))?;
+    let Some((id, tenant)) = claimed else {
+        return Ok(None);
+    };
+    let ctx = Ctx::new(
+        backend,
+        tenant,
+        "system:billing-cycle".to_owned(),
+        format!("cycle-{}", uuid::Uuid::now_v7()),
+        crate::clock::now(),
+    );
+    let changed = update_standing(&mut tx, &ctx, &id, due_by)
+        .await
+        .map_err(|e| (id.clone(), e))?;
+    tx.commit().await.map_err(|e| (id.clone(), e.into()))?;
+    ctx.committed();
+    Ok(Some((id, changed)))
+}
+
+/// The scheduler inside the service: every `interval` until `stop`, bills what is due and moves
+/// the subscriptions whose standing changed (`past_due_after` seconds past an invoice's due date).
+pub async fn run(store: Store, interval: Duration, past_due_after: i64, stop: CancellationToken) {
     loop {
-        let report = run_until(&store, crate::clock::now(), &stop).await;
-        if report.periods > 0 || report.failures > 0 {
+        let report = run_with_standing(&store, crate::clock::now(), past_due_after, &stop).await;
+        if report.periods > 0 || report.failures > 0 || report.standings > 0 {
             tracing::info!(
                 subscriptions = report.subscriptions,
                 periods = report.periods,
+                standings = report.standings,
                 failures = report.failures,
                 "billing cycle ran"
             );

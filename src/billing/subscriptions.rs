@@ -180,7 +180,13 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
             "the price's interval is not billable",
         )
     })?;
-    let zone = input.time_zone.unwrap_or_else(|| "UTC".to_owned());
+    // Not given: the tenant's default (`billing-api tenant configure --time-zone`), else UTC.
+    let zone = match input.time_zone {
+        Some(zone) => zone,
+        None => tenants::time_zone(conn, &ctx.tenant)
+            .await?
+            .unwrap_or_else(|| "UTC".to_owned()),
+    };
     let tz = crate::domain::calendar::time_zone(&zone)
         .ok_or_else(|| Error::invalid("time_zone", "invalid_time_zone", "not an IANA time zone name"))?;
     let now = ctx.now;
@@ -517,6 +523,26 @@ pub(super) async fn lock(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Resul
         .ok_or(Error::NotFound("subscription"))
 }
 
+/// Puts an active subscription with an invoice still owed that was due at `due_by` or before in
+/// `past_due`, and a past-due one with none left back in `active` (event
+/// `subscription.updated`). Answers whether its status changed.
+pub async fn update_standing(conn: &mut AnyConnection, ctx: &Ctx, id: &str, due_by: i64) -> Result<bool> {
+    let mut row = lock(conn, ctx, id).await?;
+    let overdue = subscriptions::has_overdue(conn, &ctx.tenant, id, due_by).await?;
+    let action = match (row.status, overdue) {
+        (Status::Active, true) => Action::Overdue,
+        (Status::PastDue, false) => Action::Settled,
+        _ => return Ok(false),
+    };
+    row.status = domain::transition(row.status, action)?;
+    subscriptions::update(conn, &ctx.tenant, &row).await?;
+    let items = subscriptions::items(conn, &ctx.tenant, id).await?;
+    let subscription = row.with_items(items);
+    ctx.audit(conn, "subscription.updated", id).await?;
+    ctx.emit(conn, "subscription.updated", &subscription).await?;
+    Ok(true)
+}
+
 /// Cancels now (nothing more is billed; with `prorate`, the unused rest of what the current
 /// period was charged is credited to the customer), or at the end of the current period.
 pub async fn cancel(
@@ -540,6 +566,8 @@ pub async fn cancel(
         return Ok(row.with_items(items));
     }
     let status = domain::transition(row.status, Action::Cancel)?;
+    // A paused subscription has no period running to wait for the end of: it ends now.
+    let at_period_end = at_period_end && row.status != Status::Paused;
     row.canceled_at = Some(ctx.now);
     let event = if at_period_end {
         row.cancel_at_period_end = true;
@@ -571,6 +599,14 @@ pub async fn pause(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Subs
     let ctx = &super::test_clocks::for_subscription(conn, ctx, id).await?;
     let row = lock(conn, ctx, id).await?;
     domain::transition(row.status, Action::Pause)?;
+    if row.cancel_at_period_end {
+        // Paused, it would never reach the period end it is to end at.
+        return Err(Refusal {
+            code: "invalid_state_transition",
+            message: "this subscription ends at the end of its period: cancel it now instead of pausing it".into(),
+        }
+        .into());
+    }
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;
     let mut row = lock(conn, ctx, id).await?;
     // It may have ended at its period's end just now, as it had been told to.

@@ -7,10 +7,10 @@ use crate::domain::ids::{Kind, new_id};
 use crate::objects::TestClock;
 use crate::operation::{Ctx, Error, Result};
 use crate::store::page::{Page, PageQuery};
-use crate::store::test_clocks;
+use crate::store::{subscriptions, test_clocks};
 
 use super::cycles::MAX_PERIODS_PER_RUN;
-use super::subscriptions::advance;
+use super::subscriptions::{advance, update_standing};
 
 /// How far one advance may move a clock: two years, so that one request bills a bounded number
 /// of periods (daily prices included).
@@ -40,8 +40,16 @@ pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> R
 }
 
 /// Moves the clock forward to `to` and bills every period of its customers' subscriptions that
-/// falls due by then, in this transaction: the clock and its bills move together or not at all.
-pub async fn advance_clock(conn: &mut AnyConnection, ctx: &Ctx, id: &str, to: i64) -> Result<TestClock> {
+/// falls due by then, then moves their standing (`past_due_after`: seconds an invoice may stay
+/// owed past its due date), in this transaction: the clock and its bills move together or not
+/// at all.
+pub async fn advance_clock(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    id: &str,
+    to: i64,
+    past_due_after: i64,
+) -> Result<TestClock> {
     let mut clock = test_clocks::find(conn, Some(ctx.backend), &ctx.tenant, id)
         .await?
         .ok_or(Error::NotFound("test clock"))?;
@@ -63,19 +71,23 @@ pub async fn advance_clock(conn: &mut AnyConnection, ctx: &Ctx, id: &str, to: i6
         // A subscription bills at most MAX_PERIODS_PER_RUN periods per call; keep going.
         while advance(conn, &at, &subscription, to, MAX_PERIODS_PER_RUN).await? == MAX_PERIODS_PER_RUN {}
     }
+    for subscription in subscriptions::of_clock(conn, &ctx.tenant, id).await? {
+        update_standing(conn, &at, &subscription, to.saturating_sub(past_due_after)).await?;
+    }
     ctx.audit(conn, "test_clock.advanced", &clock.id).await?;
     ctx.emit(conn, "test_clock.advanced", &clock).await?;
     Ok(clock)
 }
 
-/// The operation as it runs for the customer: at their clock's time, if they are on one.
+/// The operation as it runs for the customer: at their clock's time, if they are on one (the
+/// clock cannot move until the operation's transaction ends).
 pub async fn for_customer(conn: &mut AnyConnection, ctx: &Ctx, customer_id: &str) -> Result<Ctx> {
-    let time = test_clocks::time_of_customer(conn, &ctx.tenant, customer_id).await?;
+    let time = test_clocks::time_of_customer(conn, ctx.backend, &ctx.tenant, customer_id).await?;
     Ok(time.map_or_else(|| ctx.clone(), |t| ctx.at(t)))
 }
 
 /// The operation as it runs for the subscription: at its customer's clock's time, if any.
 pub async fn for_subscription(conn: &mut AnyConnection, ctx: &Ctx, subscription_id: &str) -> Result<Ctx> {
-    let time = test_clocks::time_of_subscription(conn, &ctx.tenant, subscription_id).await?;
+    let time = test_clocks::time_of_subscription(conn, ctx.backend, &ctx.tenant, subscription_id).await?;
     Ok(time.map_or_else(|| ctx.clone(), |t| ctx.at(t)))
 }

@@ -1,4 +1,5 @@
-//! `[billing]`: the billing cycle's scheduler.
+//! `[billing]`: the billing cycle's scheduler, and when an unpaid invoice makes its subscription
+//! past due.
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,6 +13,9 @@ pub struct BillingConfig {
     pub scheduler: bool,
     #[serde(serialize_with = "as_humantime")]
     pub poll_interval: Duration,
+    /// How long after its due date an unpaid invoice makes its subscription `past_due`.
+    #[serde(serialize_with = "as_humantime")]
+    pub past_due_after: Duration,
 }
 
 impl Default for BillingConfig {
@@ -19,6 +23,7 @@ impl Default for BillingConfig {
         BillingConfig {
             scheduler: true,
             poll_interval: Duration::from_secs(5),
+            past_due_after: Duration::from_secs(3 * 86_400),
         }
     }
 }
@@ -30,7 +35,11 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "billing.poll_interval",
-        "How often the scheduler looks for subscription periods that have started.",
+        "How often the scheduler looks for subscription periods that have started, and for subscriptions whose standing changed (past due, or settled).",
+    ),
+    key(
+        "billing.past_due_after",
+        "How long after its due date an invoice of a subscription still unpaid (open or uncollectible) makes the subscription `past_due`; it is `active` again once none is left. 0s: at the due date.",
     ),
 ];
 
@@ -40,10 +49,16 @@ impl BillingConfig {
         BillingConfig {
             scheduler: r.get("scheduler", d.scheduler),
             poll_interval: r.get("poll_interval", d.poll_interval),
+            past_due_after: r.get("past_due_after", d.past_due_after),
         }
     }
 
     pub(super) fn validate(&self, c: &mut Checks<'_>) {
         c.positive("poll_interval", !self.poll_interval.is_zero());
+    }
+
+    /// `past_due_after` in seconds.
+    pub fn past_due_after_seconds(&self) -> i64 {
+        i64::try_from(self.past_due_after.as_secs()).unwrap_or(i64::MAX)
     }
 }

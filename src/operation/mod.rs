@@ -29,7 +29,11 @@ pub struct Ctx {
     /// `key_…` for an API key, `jwt:<subject>` for a token.
     pub actor: String,
     pub request_id: String,
+    /// The operation's time: the time of its objects (a test clock's for the objects on one).
     pub now: i64,
+    /// The real time of the operation, whatever clock its objects are on: when its events and
+    /// audit records happened, and when their webhooks are first due.
+    wall: i64,
     /// Whether this operation queued webhook deliveries (told to the dispatcher on commit);
     /// shared with the contexts made from it by [`Ctx::at`].
     queued: Arc<AtomicBool>,
@@ -43,11 +47,13 @@ impl Ctx {
             actor,
             request_id,
             now,
+            wall: now,
             queued: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// The same operation at another instant: a test clock's time, for the objects on it.
+    /// The same operation at another instant: a test clock's time, for the objects on it. Its
+    /// events and audit records keep the real time (a clock ahead of it must not delay webhooks).
     pub fn at(&self, now: i64) -> Ctx {
         Ctx { now, ..self.clone() }
     }
@@ -59,13 +65,13 @@ impl Ctx {
             actor: &self.actor,
             request_id: &self.request_id,
         };
-        Ok(audit::record(conn, &who, action, object_id, self.now).await?)
+        Ok(audit::record(conn, &who, action, object_id, self.wall).await?)
     }
 
     /// Records the event `kind` with a snapshot of `object` (as the API shows it), and queues its
     /// deliveries, in the operation's transaction.
     pub async fn emit<T: Serialize>(&self, conn: &mut AnyConnection, kind: &str, object: &T) -> Result<()> {
-        if emit_for(conn, &self.tenant, self.now, kind, object).await? > 0 {
+        if emit_for(conn, &self.tenant, self.wall, kind, object).await? > 0 {
             self.queued_deliveries();
         }
         Ok(())

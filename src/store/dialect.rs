@@ -33,6 +33,16 @@ impl Backend {
         }
     }
 
+    /// Appended to a `SELECT` that reads rows of `alias` an operation depends on without
+    /// changing them: PostgreSQL keeps them from changing until the transaction ends (a writer
+    /// waits for it); on SQLite the write transaction already excludes every other writer.
+    pub fn for_share_of(self, alias: &str) -> String {
+        match self {
+            Backend::Postgres => format!(" FOR SHARE OF {alias}"),
+            Backend::Sqlite => String::new(),
+        }
+    }
+
     /// Takes the migration lock if it is free, answering whether it did (`$1`: the lock's key),
     /// and releases it. Only PostgreSQL has one (SQLite's write lock serialises its migrators).
     /// Taken by polling rather than by a waiting `pg_advisory_lock`: a statement that waits holds

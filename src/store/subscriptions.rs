@@ -349,6 +349,74 @@ pub async fn claim_due(
     row.map(|r| Ok((get(&r, "id")?, get(&r, "tenant_id")?))).transpose()
 }
 
+/// Whether the subscription has an invoice still owed (open or uncollectible) that was due at or
+/// before `due_by`.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.has_overdue", skip_all, fields(otel.kind = "client"))]
+pub async fn has_overdue(conn: &mut AnyConnection, tenant: &str, id: &str, due_by: i64) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM invoices WHERE tenant_id = $1 AND subscription_id = $2 AND status IN ('open', 'uncollectible') \
+         AND due_date <= $3 LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(due_by)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
+/// Claims a subscription whose standing no longer matches its invoices (other than `skip`, and
+/// other than those of customers on a test clock, whose standing moves with their clock): an
+/// active one with an invoice owed since `due_by` or before, or a past-due one with none left.
+/// Locked and skipped by other claimers as [`claim_due`]'s. Both searches start from a small
+/// partial index: the invoices still owed, and the past-due subscriptions.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.claim_misstanding", skip_all, fields(otel.kind = "client"))]
+pub async fn claim_misstanding(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    due_by: i64,
+    skip: &[String],
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let skipped: String = (0..skip.len()).map(|i| format!(" AND s.id <> ${}", i + 2)).collect();
+    let not_on_clock = "NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = s.tenant_id AND c.id = s.customer_id \
+         AND c.test_clock_id IS NOT NULL)";
+    let owed = "i.status IN ('open', 'uncollectible') AND i.subscription_id IS NOT NULL AND i.due_date <= $1";
+    let fell_behind = format!(
+        "SELECT s.id, s.tenant_id FROM invoices i JOIN subscriptions s ON s.tenant_id = i.tenant_id AND s.id = i.subscription_id \
+         WHERE {owed} AND s.status = 'active'{skipped} AND {not_on_clock} LIMIT 1{}",
+        backend.claim_rows_of("s")
+    );
+    let settled = format!(
+        "SELECT s.id, s.tenant_id FROM subscriptions s WHERE s.status = 'past_due'{skipped} AND {not_on_clock} \
+         AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.tenant_id = s.tenant_id AND i.subscription_id = s.id AND {owed}) \
+         LIMIT 1{}",
+        backend.claim_rows_of("s")
+    );
+    for sql in [fell_behind, settled] {
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(due_by);
+        for id in skip {
+            query = query.bind(id);
+        }
+        if let Some(row) = query.fetch_optional(&mut *conn).await? {
+            return Ok(Some((get(&row, "id")?, get(&row, "tenant_id")?)));
+        }
+    }
+    Ok(None)
+}
+
+/// The subscriptions of the customers on a test clock, for their standing after it moves.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.of_clock", skip_all, fields(otel.kind = "client"))]
+pub async fn of_clock(conn: &mut AnyConnection, tenant: &str, clock_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT s.id FROM subscriptions s JOIN customers c ON c.tenant_id = s.tenant_id AND c.id = s.customer_id \
+         WHERE c.tenant_id = $1 AND c.test_clock_id = $2 AND s.status IN ('active', 'past_due') ORDER BY s.id",
+    )
+    .bind(tenant)
+    .bind(clock_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Changes an item's price or quantity (the item keeps its id, as Stripe's do).
 #[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.update_item", skip_all, fields(otel.kind = "client"))]
 pub async fn update_item(conn: &mut AnyConnection, tenant: &str, item: &SubscriptionItem) -> Result<(), sqlx::Error> {

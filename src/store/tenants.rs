@@ -58,6 +58,28 @@ pub async fn set_invoice_prefix(
     Ok(())
 }
 
+/// Sets the tenant's default time zone (an IANA name the caller has checked).
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.set_time_zone", skip_all, fields(otel.kind = "client"))]
+pub async fn set_time_zone(conn: &mut AnyConnection, tenant: &str, zone: &str, now: i64) -> Result<(), sqlx::Error> {
+    ensure(conn, tenant, now).await?;
+    sqlx::query("UPDATE tenants SET time_zone = $1 WHERE id = $2")
+        .bind(zone)
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The tenant's default time zone, if one was set.
+#[tracing::instrument(target = "otel", level = "debug", name = "db tenants.time_zone", skip_all, fields(otel.kind = "client"))]
+pub async fn time_zone(conn: &mut AnyConnection, tenant: &str) -> Result<Option<String>, sqlx::Error> {
+    let zone: Option<Option<String>> = sqlx::query_scalar("SELECT time_zone FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await?;
+    Ok(zone.flatten())
+}
+
 #[tracing::instrument(target = "otel", level = "debug", name = "db tenants.insert_key", skip_all, fields(otel.kind = "client"))]
 pub async fn insert_key(conn: &mut AnyConnection, k: &ApiKeyRow) -> Result<(), sqlx::Error> {
     ensure(conn, &k.tenant_id, k.created).await?;

@@ -68,40 +68,48 @@ pub async fn list(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> R
     LISTING.fetch(conn, tenant, page, &[], from_row).await
 }
 
-/// The time of the customer's clock, if they are on one.
+/// The time of the customer's clock, if they are on one. The clock's row is held from changing
+/// until the transaction ends: an advance waits for the operation that runs at its old time.
 #[tracing::instrument(target = "otel", level = "debug", name = "db test_clocks.time_of_customer", skip_all, fields(otel.kind = "client"))]
 pub async fn time_of_customer(
     conn: &mut AnyConnection,
+    backend: Backend,
     tenant: &str,
     customer_id: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+    let sql = AssertSqlSafe(format!(
         "SELECT t.frozen_time FROM customers c JOIN test_clocks t ON t.tenant_id = c.tenant_id AND t.id = c.test_clock_id \
-         WHERE c.tenant_id = $1 AND c.id = $2",
-    )
-    .bind(tenant)
-    .bind(customer_id)
-    .fetch_optional(conn)
-    .await
+         WHERE c.tenant_id = $1 AND c.id = $2{}",
+        backend.for_share_of("t")
+    ));
+    sqlx::query_scalar(sql)
+        .bind(tenant)
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await
 }
 
-/// The time of the clock the subscription's customer is on, if any.
+/// The time of the clock the subscription's customer is on, if any, held from changing until
+/// the transaction ends (as [`time_of_customer`]).
 #[tracing::instrument(target = "otel", level = "debug", name = "db test_clocks.time_of_subscription", skip_all, fields(otel.kind = "client"))]
 pub async fn time_of_subscription(
     conn: &mut AnyConnection,
+    backend: Backend,
     tenant: &str,
     subscription_id: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+    let sql = AssertSqlSafe(format!(
         "SELECT t.frozen_time FROM subscriptions s \
          JOIN customers c ON c.tenant_id = s.tenant_id AND c.id = s.customer_id \
          JOIN test_clocks t ON t.tenant_id = c.tenant_id AND t.id = c.test_clock_id \
-         WHERE s.tenant_id = $1 AND s.id = $2",
-    )
-    .bind(tenant)
-    .bind(subscription_id)
-    .fetch_optional(conn)
-    .await
+         WHERE s.tenant_id = $1 AND s.id = $2{}",
+        backend.for_share_of("t")
+    ));
+    sqlx::query_scalar(sql)
+        .bind(tenant)
+        .bind(subscription_id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// The subscriptions of the clock's customers that have something due by `until`.

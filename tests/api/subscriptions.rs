@@ -21,6 +21,8 @@ backend_tests!(
     concurrent_cycle_runs_bill_each_period_once,
     a_cancellation_first_bills_the_periods_that_have_started,
     what_later_periods_could_not_bill_is_refused_up_front,
+    an_overdue_invoice_makes_the_subscription_past_due_until_it_is_paid,
+    the_tenant_default_time_zone_sets_period_boundaries,
 );
 
 const DAY: i64 = 86_400;
@@ -586,4 +588,124 @@ async fn what_later_periods_could_not_bill_is_refused_up_front(backend: Backend)
     api.post(&format!("/v1/customers/{open_id}"), json!({"currency": "usd"}))
         .await
         .expect(200);
+}
+
+/// Created two days ago on a monthly price (through the billing layer, at that instant), its
+/// first invoice unpaid since: `billing-api cycles run` makes it past due once the invoice is
+/// owed `billing.past_due_after` past its due date, and active again once it is paid.
+async fn an_overdue_invoice_makes_the_subscription_past_due_until_it_is_paid(backend: Backend) {
+    use billing_api::billing::subscriptions::{NewItem, NewSubscription, create};
+    use billing_api::objects::CollectionMethod;
+    use billing_api::operation::Ctx;
+    let Some(app) = spawn_app_with(backend, &[("BILLING_BILLING__SCHEDULER", "false")]).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let seats = monthly(&api, 1_000).await;
+    let then = billing_api::clock::now() - 2 * DAY;
+    let ctx = Ctx::new(app.store.backend(), "acme".into(), "test".into(), "test".into(), then);
+    let mut tx = app.store.begin_write().await.unwrap();
+    let sub = create(
+        &mut tx,
+        &ctx,
+        NewSubscription {
+            customer_id: customer.clone(),
+            items: vec![NewItem {
+                price_id: seats,
+                quantity: 1,
+            }],
+            time_zone: None,
+            billing_cycle_day: None,
+            trial_period_days: None,
+            collection_method: CollectionMethod::ChargeAutomatically,
+            days_until_due: None,
+            metadata: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let invoice = invoices_of(&api, &sub.id).await.remove(0);
+    assert_eq!(invoice["due_date"], then, "{invoice}");
+    let status = async || {
+        api.get(&format!("/v1/subscriptions/{}", sub.id)).await.expect(200)["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let db = crate::helpers::TestDb::shared(&app);
+    let cycle = |past_due_after: &str| {
+        let env = [
+            ("BILLING_DATABASE__URL", db.url.as_str()),
+            ("BILLING_BILLING__PAST_DUE_AFTER", past_due_after),
+        ];
+        let (code, stdout, stderr) = run(&["cycles", "run"], &env);
+        assert!(code.success(), "{stderr}");
+        stdout
+    };
+    let moved = |n: usize| format!("{n} subscription(s) became past due or active again");
+
+    // Owed for two days: not past due with three days' grace, past due with one.
+    assert!(cycle("3days").contains(&moved(0)));
+    assert_eq!(status().await, "active");
+    let out = cycle("1day");
+    assert!(out.contains(&moved(1)), "{out}");
+    assert_eq!(status().await, "past_due");
+    assert!(cycle("1day").contains(&moved(0)), "moved once");
+    // Paid, it is active again at the next run.
+    api.pay(invoice["id"].as_str().unwrap(), 1_000, "usd").await.expect(201);
+    let out = cycle("1day");
+    assert!(out.contains(&moved(1)), "{out}");
+    assert_eq!(status().await, "active");
+    let events = api
+        .get("/v1/events?type=subscription.updated&limit=100")
+        .await
+        .expect(200);
+    let statuses: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["data"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["past_due", "active"], "{events}");
+}
+
+async fn the_tenant_default_time_zone_sets_period_boundaries(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let db = crate::helpers::TestDb::shared(&app);
+    let env = [("BILLING_DATABASE__URL", db.url.as_str())];
+    let configure = |zone: &str| run(&["tenant", "configure", "--tenant", "acme", "--time-zone", zone], &env);
+    let (status, _, stderr) = configure("Mars/Olympus_Mons");
+    assert!(!status.success());
+    assert!(stderr.contains("not an IANA time zone"), "{stderr}");
+    let (status, _, stderr) = configure("Asia/Tokyo");
+    assert!(status.success(), "{stderr}");
+
+    let customer = api.customer("usd").await;
+    let seats = monthly(&api, 1_000).await;
+    let subscribe = async |api: &Api, customer: &str, price: &str, extra: Value| {
+        let mut body = json!({"customer": customer, "items": [{"price": price}], "billing_cycle_day": 1});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        api.post("/v1/subscriptions", body).await.expect(201)
+    };
+    // Not given: the tenant's zone. Periods end at midnight in Tokyo (UTC+9, no DST).
+    let sub = subscribe(&api, &customer, &seats, json!({})).await;
+    assert_eq!(sub["time_zone"], "Asia/Tokyo");
+    let end = sub["current_period_end"].as_i64().unwrap();
+    assert_eq!((end + 9 * 3_600) % DAY, 0, "midnight in Tokyo: {end}");
+    // Given: the subscription's own.
+    let utc = subscribe(&api, &customer, &seats, json!({"time_zone": "UTC"})).await;
+    assert_eq!(utc["time_zone"], "UTC");
+    assert_eq!(utc["current_period_end"].as_i64().unwrap() % DAY, 0);
+    // Another tenant keeps UTC.
+    let other = app.tenant("globex").await;
+    let customer = other.customer("usd").await;
+    let price = monthly(&other, 1_000).await;
+    assert_eq!(
+        subscribe(&other, &customer, &price, json!({})).await["time_zone"],
+        "UTC"
+    );
 }

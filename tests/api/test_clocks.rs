@@ -13,6 +13,8 @@ use crate::properties::check;
 backend_tests!(
     a_clock_bills_its_customers_when_it_moves_and_only_then,
     a_paused_subscription_bills_nothing_and_resumes_with_a_new_period,
+    a_clock_ahead_of_real_time_does_not_delay_webhooks,
+    an_invoice_left_unpaid_makes_the_subscription_past_due_until_it_is_paid,
 );
 
 /// 2025-01-31T00:00:00Z and the first instants of the months after it.
@@ -249,5 +251,185 @@ async fn a_paused_subscription_bills_nothing_and_resumes_with_a_new_period(backe
         types.contains(&"subscription.paused") && types.contains(&"subscription.resumed"),
         "{types:?}"
     );
+
+    // One set to end at its period's end is not paused (it would never get there)...
+    api.post(
+        &format!("/v1/subscriptions/{id}/cancel"),
+        json!({"at_period_end": true}),
+    )
+    .await
+    .expect(200);
+    let refused = api
+        .post(&format!("/v1/subscriptions/{id}/pause"), json!({}))
+        .await
+        .expect(409);
+    assert_eq!(refused["code"], "invalid_state_transition", "{refused}");
+    // ...and a paused one canceled at its period's end ends now: it has no period running.
+    let other = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": price}]}),
+        )
+        .await
+        .expect(201);
+    let other_id = other["id"].as_str().unwrap();
+    api.post(&format!("/v1/subscriptions/{other_id}/pause"), json!({}))
+        .await
+        .expect(200);
+    let ended = api
+        .post(
+            &format!("/v1/subscriptions/{other_id}/cancel"),
+            json!({"at_period_end": true}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (&ended["status"], &ended["ended_at"]),
+        (&json!("canceled"), &json!(jun_1))
+    );
+    check(&app.store, "acme").await.unwrap();
+}
+
+async fn a_clock_ahead_of_real_time_does_not_delay_webhooks(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    // Nothing listens there: the deliveries stay queued, and when they are due shows.
+    api.post(
+        "/v1/webhook_endpoints",
+        json!({"url": "https://hooks.example.com/x", "enabled_events": ["*"]}),
+    )
+    .await
+    .expect(201);
+    let before = billing_api::clock::now();
+    let ahead = before + 400 * 86_400;
+    let clock = api
+        .post("/v1/test_clocks", json!({"frozen_time": ahead}))
+        .await
+        .expect(201);
+    let clock_id = clock["id"].as_str().unwrap();
+    let customer = api
+        .post("/v1/customers", json!({"currency": "usd", "test_clock": clock_id}))
+        .await
+        .expect(201);
+    let price = price(&api, 3_000).await;
+    let sub = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer["id"], "items": [{"price": price}]}),
+        )
+        .await
+        .expect(201);
+    api.post(
+        &format!("/v1/test_clocks/{clock_id}/advance"),
+        json!({"frozen_time": ahead + 40 * 86_400}),
+    )
+    .await
+    .expect(200);
+    let after = billing_api::clock::now();
+
+    // The objects live in the clock's time...
+    let invoices = api
+        .get(&format!("/v1/invoices?subscription={}", sub["id"].as_str().unwrap()))
+        .await
+        .expect(200);
+    assert_eq!(invoices["data"].as_array().unwrap().len(), 2);
+    assert!(invoices["data"][0]["created"].as_i64().unwrap() >= ahead);
+    // ...their events happened now, and their webhooks are due now, not in 400 days.
+    let events = api.get("/v1/events?limit=100").await.expect(200);
+    let created: Vec<i64> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["created"].as_i64().unwrap())
+        .collect();
+    assert!(created.len() >= 6, "{events}");
+    assert!(
+        created.iter().all(|t| (before..=after).contains(t)),
+        "events at real time {before}..={after}: {created:?}"
+    );
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    let (queued, latest): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MAX(next_attempt_at) FROM webhook_deliveries WHERE tenant_id = $1")
+            .bind("acme")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(queued, created.len() as i64, "one delivery per event");
+    let latest = latest.unwrap();
+    assert!(
+        latest < before + 86_400,
+        "a delivery is due at {latest}, the clock's time"
+    );
+    check(&app.store, "acme").await.unwrap();
+}
+
+async fn an_invoice_left_unpaid_makes_the_subscription_past_due_until_it_is_paid(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let clock = api.post("/v1/test_clocks", json!({"frozen_time": JAN_31})).await.id();
+    let customer = api
+        .post("/v1/customers", json!({"currency": "usd", "test_clock": clock}))
+        .await
+        .id();
+    let price = price(&api, 3_000).await;
+    // Sent invoices, due 10 days after they are issued.
+    let id = api
+        .post(
+            "/v1/subscriptions",
+            json!({"customer": customer, "items": [{"price": price}],
+                   "collection_method": "send_invoice", "days_until_due": 10}),
+        )
+        .await
+        .id();
+    let advance = async |to: i64| {
+        api.post(&format!("/v1/test_clocks/{clock}/advance"), json!({"frozen_time": to}))
+            .await
+            .expect(200);
+        api.get(&format!("/v1/subscriptions/{id}")).await.expect(200)["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    const DAY: i64 = 86_400;
+    // Due on Feb 10; past due 3 days later (`billing.past_due_after`), not before.
+    assert_eq!(advance(JAN_31 + 13 * DAY - 1).await, "active");
+    assert_eq!(advance(JAN_31 + 13 * DAY).await, "past_due");
+    // A past-due subscription still renews: Feb 28's invoice is issued.
+    assert_eq!(advance(MAR_1).await, "past_due");
+    let open = api
+        .get(&format!("/v1/invoices?subscription={id}&status=open"))
+        .await
+        .expect(200);
+    let mut open: Vec<(i64, String, i64)> = open["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["period_start"].as_i64().unwrap(),
+                i["id"].as_str().unwrap().to_owned(),
+                i["amount_remaining"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    open.sort();
+    assert_eq!(open.len(), 2, "{open:?}");
+    // Paying the overdue one settles it, though the newer one is still open (not overdue).
+    api.pay(&open[0].1, open[0].2, "usd").await.expect(201);
+    assert_eq!(advance(MAR_1 + 1).await, "active");
+    // The newer one, left unpaid, makes it past due again after its own due date.
+    assert_eq!(advance(MAR_1 + 13 * DAY).await, "past_due");
+    let events = api
+        .get("/v1/events?type=subscription.updated&limit=100")
+        .await
+        .expect(200);
+    let statuses: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["data"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["past_due", "active", "past_due"], "{events}");
     check(&app.store, "acme").await.unwrap();
 }

@@ -302,15 +302,20 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
         invoice.applied_balance = applied;
         move_credit(conn, ctx, &invoice, -applied, "applied to an invoice").await?;
     }
-    let (seq, prefix) = invoices::take_number(conn, &ctx.tenant, ctx.now).await?;
     invoice.status = status.unwrap_or(Status::Open);
-    invoice.number = Some(format!("{prefix}{seq:06}"));
     invoice.finalized_at = Some(ctx.now);
     if invoice.status == Status::Paid {
         invoice.paid_at = Some(ctx.now);
     }
     let postings = ledger::finalize(invoice.subtotal, invoice.tax, invoice.total);
-    let result = record_change(conn, ctx, invoice, Some(seq), &postings, "invoice.finalized").await?;
+    let event = "invoice.finalized";
+    let lines = post_and_audit(conn, ctx, &invoice, &postings, event).await?;
+    // The number is taken last: the tenant's counter row stays locked until the transaction
+    // ends, and every other finalization of the tenant waits on it meanwhile (the billing cycle
+    // runs several at once).
+    let (seq, prefix) = invoices::take_number(conn, &ctx.tenant, ctx.now).await?;
+    invoice.number = Some(format!("{prefix}{seq:06}"));
+    let result = store_and_emit(conn, ctx, invoice, Some(seq), lines, event).await?;
     if result.status == Status::Paid {
         ctx.emit(conn, "invoice.paid", &result).await?;
     }
@@ -385,7 +390,19 @@ async fn record_change(
     postings: &[Posting],
     event: &str,
 ) -> Result<Invoice> {
-    invoices::update(conn, &ctx.tenant, &invoice, number_seq).await?;
+    let lines = post_and_audit(conn, ctx, &invoice, postings, event).await?;
+    store_and_emit(conn, ctx, invoice, number_seq, lines, event).await
+}
+
+/// The first half of [`record_change`]: posts the change to the ledger and audits it; returns
+/// the invoice's lines.
+async fn post_and_audit(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    invoice: &InvoiceRow,
+    postings: &[Posting],
+    event: &str,
+) -> Result<Vec<LineItem>> {
     let movement = Movement {
         tenant: &ctx.tenant,
         customer_id: &invoice.customer_id,
@@ -395,7 +412,19 @@ async fn record_change(
     };
     post(conn, &movement, postings).await?;
     ctx.audit(conn, event, &invoice.id).await?;
-    let lines = invoices::lines(conn, &ctx.tenant, &invoice.id).await?;
+    Ok(invoices::lines(conn, &ctx.tenant, &invoice.id).await?)
+}
+
+/// The second half of [`record_change`]: stores the invoice and emits its event.
+async fn store_and_emit(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    invoice: InvoiceRow,
+    number_seq: Option<i64>,
+    lines: Vec<LineItem>,
+    event: &str,
+) -> Result<Invoice> {
+    invoices::update(conn, &ctx.tenant, &invoice, number_seq).await?;
     let result = invoice.with_lines(lines);
     ctx.emit(conn, event, &result).await?;
     Ok(result)

@@ -411,8 +411,12 @@ async fn bill_period(
         start: period.0,
         end: period.1,
     };
-    let invoice = make_invoice(conn, ctx, row, lines, Some(span), reason).await?;
-    charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+    // The charges are recorded while the invoice is a draft: finalizing takes the tenant's
+    // next number, whose row then stays locked until the transaction ends.
+    let invoice = draft_invoice(conn, ctx, row, lines, Some(span), reason).await?;
+    if !pending.is_empty() {
+        charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+    }
     for bill in bills {
         charges::insert(
             conn,
@@ -435,7 +439,7 @@ async fn bill_period(
         )
         .await?;
     }
-    Ok(invoice)
+    invoices::finalize(conn, ctx, &invoice.id).await
 }
 
 /// Creates and finalizes one of the subscription's invoices.
@@ -447,7 +451,20 @@ async fn make_invoice(
     period: Option<Period>,
     reason: &'static str,
 ) -> Result<Invoice> {
-    let draft = invoices::create(
+    let draft = draft_invoice(conn, ctx, row, lines, period, reason).await?;
+    invoices::finalize(conn, ctx, &draft.id).await
+}
+
+/// Creates one of the subscription's invoices, as a draft.
+async fn draft_invoice(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    lines: Vec<NewLine>,
+    period: Option<Period>,
+    reason: &'static str,
+) -> Result<Invoice> {
+    invoices::create(
         conn,
         ctx,
         NewInvoice {
@@ -463,8 +480,7 @@ async fn make_invoice(
             }),
         },
     )
-    .await?;
-    invoices::finalize(conn, ctx, &draft.id).await
+    .await
 }
 
 /// Invoices the proration charges waiting for an invoice, if any, at once (a change with
@@ -755,10 +771,26 @@ pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, 
     }
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;
     let item_prices = prices_of(conn, &ctx.tenant, &items).await?;
+    // The subscription moves first, and its invoices are made after: each takes the tenant's
+    // next number as it is finalized, which holds the tenant's counter until the commit.
+    let ended = steps.iter().find_map(|step| match step {
+        Step::Canceled { at } => Some(*at),
+        _ => None,
+    });
+    if ended.is_some() {
+        row.ended_at = ended;
+    }
+    let (local, _) = after.anchor.to_stored();
+    row.status = after.status;
+    row.anchor = local;
+    row.period_index = after.index;
+    row.current_period_start = after.period.0;
+    row.current_period_end = after.period.1;
+    row.next_action_at = (after.status != Status::Canceled).then_some(after.period.1);
+    subscriptions::update(conn, &ctx.tenant, &row).await?;
     let mut names = Names::default();
     let mut billed = 0;
     let mut events = Vec::new();
-    let mut ended = false;
     for step in &steps {
         match step {
             Step::TrialEnded { period, .. } | Step::Renewed { period, .. } => {
@@ -770,21 +802,10 @@ pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, 
                 bill_period(conn, ctx, &row, bills, *period, "subscription_cycle").await?;
                 billed += 1;
             }
-            Step::Canceled { at } => {
-                row.ended_at = Some(*at);
-                ended = true;
-                events.push("subscription.canceled");
-            }
+            Step::Canceled { .. } => events.push("subscription.canceled"),
         }
     }
-    let (local, _) = after.anchor.to_stored();
-    row.status = after.status;
-    row.anchor = local;
-    row.period_index = after.index;
-    row.current_period_start = after.period.0;
-    row.current_period_end = after.period.1;
-    row.next_action_at = (after.status != Status::Canceled).then_some(after.period.1);
-    subscriptions::update(conn, &ctx.tenant, &row).await?;
+    let ended = ended.is_some();
     if ended {
         // Proration charges still waiting for an invoice are billed now: there is no next one.
         invoice_pending(conn, ctx, &row, "subscription_cancel").await?;

@@ -322,31 +322,58 @@ pub async fn list(
     LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }
 
-/// Claims the subscription with the earliest work due by `until` (other than `skip`, and other
-/// than those of customers on a test clock, billed when their clock moves), if any: on PostgreSQL the row
-/// is locked and skipped by every other claimer until this transaction ends, so any number of
-/// runners share the work; SQLite's write transaction already excludes the others.
+/// A subscription claimed by [`claim_due`], and its place in the queue of due ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: String,
+    pub tenant: String,
+    pub next_action_at: i64,
+}
+
+/// Claims the subscription with the earliest work due by `until` that comes after `after` in
+/// the queue (`next_action_at`, then id), other than those of customers on a test clock (billed
+/// when their clock moves), if any: on PostgreSQL the row is locked and skipped by every other
+/// claimer until this transaction ends, so any number of runners share the work; SQLite's write
+/// transaction already excludes the others.
+///
+/// A claimer passes the last one it claimed as `after`: the search then starts where it left
+/// off, rather than at the head of the index, where the entries of every subscription it moved
+/// lie dead until the next vacuum (walking them made each claim of a long run slower than the
+/// last). A subscription that failed is behind it, so it is not claimed again in the same run.
 #[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.claim_due", skip_all, fields(otel.kind = "client"))]
 pub async fn claim_due(
     conn: &mut AnyConnection,
     backend: Backend,
     until: i64,
-    skip: &[String],
-) -> Result<Option<(String, String)>, sqlx::Error> {
-    let skipped: String = (0..skip.len()).map(|i| format!(" AND s.id <> ${}", i + 2)).collect();
+    after: Option<&Claimed>,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    let after_sql = if after.is_some() {
+        // A row comparison, which both backends answer from the index as a range's start.
+        " AND (s.next_action_at, s.id) > ($2, $3)"
+    } else {
+        ""
+    };
     let sql = AssertSqlSafe(format!(
-        "SELECT s.id, s.tenant_id FROM subscriptions s WHERE s.next_action_at IS NOT NULL AND s.next_action_at <= $1{skipped} \
+        "SELECT s.id, s.tenant_id, s.next_action_at FROM subscriptions s \
+         WHERE s.next_action_at IS NOT NULL AND s.next_action_at <= $1{after_sql} \
          AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = s.tenant_id AND c.id = s.customer_id \
          AND c.test_clock_id IS NOT NULL) \
          ORDER BY s.next_action_at, s.id LIMIT 1{}",
         backend.claim_rows_of("s")
     ));
     let mut query = sqlx::query(sql).bind(until);
-    for id in skip {
-        query = query.bind(id);
+    if let Some(after) = after {
+        query = query.bind(after.next_action_at).bind(&after.id);
     }
     let row = query.fetch_optional(conn).await?;
-    row.map(|r| Ok((get(&r, "id")?, get(&r, "tenant_id")?))).transpose()
+    row.map(|r| {
+        Ok(Claimed {
+            id: get(&r, "id")?,
+            tenant: get(&r, "tenant_id")?,
+            next_action_at: get(&r, "next_action_at")?,
+        })
+    })
+    .transpose()
 }
 
 /// Whether the subscription has an invoice still owed (open or uncollectible) that was due at or

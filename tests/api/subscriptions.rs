@@ -19,6 +19,7 @@ backend_tests!(
     cancellation_now_or_at_the_end_of_the_period,
     bad_subscriptions_are_refused_and_change_nothing,
     concurrent_cycle_runs_bill_each_period_once,
+    a_subscription_that_fails_stays_due_and_the_run_bills_the_others,
     a_cancellation_first_bills_the_periods_that_have_started,
     what_later_periods_could_not_bill_is_refused_up_front,
     an_overdue_invoice_makes_the_subscription_past_due_until_it_is_paid,
@@ -708,4 +709,60 @@ async fn the_tenant_default_time_zone_sets_period_boundaries(backend: Backend) {
         subscribe(&other, &customer, &price, json!({})).await["time_zone"],
         "UTC"
     );
+}
+
+/// A subscription the cycle cannot advance (here its stored anchor is unreadable) fails alone:
+/// the run moves past it and bills the others, it stays due with nothing billed, and once
+/// mended the next run bills it.
+async fn a_subscription_that_fails_stays_due_and_the_run_bills_the_others(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("BILLING_BILLING__SCHEDULER", "false")]).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let plan = monthly(&api, 1_200).await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let sub = api
+            .post(
+                "/v1/subscriptions",
+                json!({"customer": customer, "items": [{"price": plan}]}),
+            )
+            .await
+            .expect(201);
+        ids.push(sub["id"].as_str().unwrap().to_owned());
+    }
+    let broken = ids[3].clone();
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    let anchor: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT anchor FROM subscriptions WHERE id = '{broken}'"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let set_anchor = |value: &str| format!("UPDATE subscriptions SET anchor = '{value}' WHERE id = '{broken}'");
+    sqlx::query(sqlx::AssertSqlSafe(set_anchor("not a time")))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+
+    let until = billing_api::clock::now() + 40 * DAY;
+    let report = run_until(&app, until).await;
+    assert_eq!(report.periods, 6, "{report:?}");
+    // Each claimer that reaches it fails on it once, then moves past it.
+    assert!(report.failures >= 1 && report.failures <= cycles::WORKERS, "{report:?}");
+    for id in &ids {
+        let expected = if *id == broken { 1 } else { 2 };
+        assert_eq!(invoices_of(&api, id).await.len(), expected, "{id}");
+    }
+
+    sqlx::query(sqlx::AssertSqlSafe(set_anchor(&anchor)))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let report = run_until(&app, until).await;
+    assert_eq!((report.periods, report.failures), (1, 0), "{report:?}");
+    let invoices = invoices_of(&api, &broken).await;
+    assert_eq!(invoices.len(), 2);
+    assert_contiguous(&invoices);
 }

@@ -13,7 +13,15 @@ use billing_api::{admin, build_info, doctor, healthcheck, shutdown, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // `cycles run` is a batch of short transactions, one round trip after another: on one
+    // thread each answer wakes the task waiting for it without a hand-over between threads
+    // (bench/cycles.sh: about a quarter faster, a third of the context switches). Everything
+    // else, the HTTP server first, uses every core.
+    let mut builder = match cli.command {
+        Some(Command::Cycles { .. }) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -21,7 +21,7 @@ use crate::store::subscriptions::{self, Claimed};
 use crate::store::{Backend, Store};
 use crate::telemetry::metrics;
 
-use super::subscriptions::{advance, update_standing};
+use super::subscriptions::{advance_locked, update_standing};
 
 /// The most periods one subscription is billed in one transaction (a long-stopped scheduler
 /// catches up a year of monthly periods at a time, then moves on to the others).
@@ -141,7 +141,7 @@ async fn advance_one(
     let Some(claimed) = claimed.map_err(unclaimed)? else {
         return Ok(None);
     };
-    let (id, tenant) = (claimed.id.clone(), claimed.tenant.clone());
+    let (id, tenant, row) = (claimed.id.clone(), claimed.tenant.clone(), claimed.row.clone());
     *after = Some(claimed);
     let ctx = Ctx::new(
         backend,
@@ -151,7 +151,7 @@ async fn advance_one(
         crate::clock::now(),
     );
     let failed = |e: Error| (Some(id.clone()), e);
-    let periods = advance(&mut tx, &ctx, &id, until, MAX_PERIODS_PER_RUN)
+    let periods = advance_locked(&mut tx, &ctx, row, until, MAX_PERIODS_PER_RUN)
         .await
         .map_err(failed)?;
     tx.commit().await.map_err(|e| failed(e.into()))?;

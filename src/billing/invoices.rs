@@ -96,6 +96,25 @@ fn apply_totals(invoice: &mut InvoiceRow, lines: &[LineItem]) -> Result<()> {
 }
 
 pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> Result<Invoice> {
+    let draft = create_draft(conn, ctx, input).await?;
+    Ok(draft.row.with_lines(draft.lines))
+}
+
+/// A draft this transaction has just written, with its lines: [`finalize_draft`] finalizes it
+/// without reading back what was written (no one else sees it before the commit).
+pub struct Draft {
+    row: InvoiceRow,
+    lines: Vec<LineItem>,
+}
+
+impl Draft {
+    pub fn id(&self) -> &str {
+        &self.row.id
+    }
+}
+
+/// [`create`], keeping the draft for [`finalize_draft`].
+pub async fn create_draft(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> Result<Draft> {
     let customer = customers::find(conn, &ctx.tenant, &input.customer_id)
         .await?
         .ok_or(Error::NotFound("customer"))?;
@@ -163,9 +182,9 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewInvoice) -> R
         invoices::insert_line(conn, &ctx.tenant, &invoice.id, line).await?;
     }
     ctx.audit(conn, "invoice.created", &invoice.id).await?;
-    let result = invoice.with_lines(lines);
-    ctx.emit(conn, "invoice.created", &result).await?;
-    Ok(result)
+    ctx.emit(conn, "invoice.created", &invoice.clone().with_lines(lines.clone()))
+        .await?;
+    Ok(Draft { row: invoice, lines })
 }
 
 pub async fn get(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Invoice> {
@@ -283,7 +302,25 @@ pub async fn delete_line(conn: &mut AnyConnection, ctx: &Ctx, id: &str, line_id:
 
 /// Freezes a draft, gives it the tenant's next number and bills the customer.
 pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Invoice> {
-    let mut invoice = lock(conn, ctx, id).await?;
+    let invoice = lock(conn, ctx, id).await?;
+    finalize_row(conn, ctx, invoice, None).await
+}
+
+/// [`finalize`] for a draft the transaction has just created.
+pub async fn finalize_draft(conn: &mut AnyConnection, ctx: &Ctx, draft: Draft) -> Result<Invoice> {
+    let mut lines = draft.lines;
+    // In the order a read gives them.
+    lines.sort_by(|a, b| a.id.cmp(&b.id));
+    finalize_row(conn, ctx, draft.row, Some(lines)).await
+}
+
+/// Finalizes a draft this transaction holds; `lines`: its lines, when the caller has them.
+async fn finalize_row(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    mut invoice: InvoiceRow,
+    lines: Option<Vec<LineItem>>,
+) -> Result<Invoice> {
     invoice::transition(invoice.status, Action::Finalize { total: invoice.total })?;
     // The customer's credit pays what it can (its row is held, so it is applied once).
     let credit = if invoice.total > 0 {
@@ -309,7 +346,7 @@ pub async fn finalize(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<I
     }
     let postings = ledger::finalize(invoice.subtotal, invoice.tax, invoice.total);
     let event = "invoice.finalized";
-    let lines = post_and_audit(conn, ctx, &invoice, &postings, event).await?;
+    let lines = post_and_audit(conn, ctx, &invoice, lines, &postings, event).await?;
     // The number is taken last: the tenant's counter row stays locked until the transaction
     // ends, and every other finalization of the tenant waits on it meanwhile (the billing cycle
     // runs several at once).
@@ -390,16 +427,17 @@ async fn record_change(
     postings: &[Posting],
     event: &str,
 ) -> Result<Invoice> {
-    let lines = post_and_audit(conn, ctx, &invoice, postings, event).await?;
+    let lines = post_and_audit(conn, ctx, &invoice, None, postings, event).await?;
     store_and_emit(conn, ctx, invoice, number_seq, lines, event).await
 }
 
 /// The first half of [`record_change`]: posts the change to the ledger and audits it; returns
-/// the invoice's lines.
+/// the invoice's lines (`lines`, else read).
 async fn post_and_audit(
     conn: &mut AnyConnection,
     ctx: &Ctx,
     invoice: &InvoiceRow,
+    lines: Option<Vec<LineItem>>,
     postings: &[Posting],
     event: &str,
 ) -> Result<Vec<LineItem>> {
@@ -412,7 +450,10 @@ async fn post_and_audit(
     };
     post(conn, &movement, postings).await?;
     ctx.audit(conn, event, &invoice.id).await?;
-    Ok(invoices::lines(conn, &ctx.tenant, &invoice.id).await?)
+    match lines {
+        Some(lines) => Ok(lines),
+        None => Ok(invoices::lines(conn, &ctx.tenant, &invoice.id).await?),
+    }
 }
 
 /// The second half of [`record_change`]: stores the invoice and emits its event.

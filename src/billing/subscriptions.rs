@@ -413,9 +413,9 @@ async fn bill_period(
     };
     // The charges are recorded while the invoice is a draft: finalizing takes the tenant's
     // next number, whose row then stays locked until the transaction ends.
-    let invoice = draft_invoice(conn, ctx, row, lines, Some(span), reason).await?;
+    let draft = draft_invoice(conn, ctx, row, lines, Some(span), reason).await?;
     if !pending.is_empty() {
-        charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+        charges::attach_pending(conn, &ctx.tenant, &row.id, draft.id()).await?;
     }
     for bill in bills {
         charges::insert(
@@ -433,13 +433,13 @@ async fn bill_period(
                 period_end: period.1,
                 credited: 0,
                 covered_until: period.1,
-                invoice_id: Some(invoice.id.clone()),
+                invoice_id: Some(draft.id().to_owned()),
                 created: ctx.now,
             },
         )
         .await?;
     }
-    invoices::finalize(conn, ctx, &invoice.id).await
+    invoices::finalize_draft(conn, ctx, draft).await
 }
 
 /// Creates and finalizes one of the subscription's invoices.
@@ -452,7 +452,7 @@ async fn make_invoice(
     reason: &'static str,
 ) -> Result<Invoice> {
     let draft = draft_invoice(conn, ctx, row, lines, period, reason).await?;
-    invoices::finalize(conn, ctx, &draft.id).await
+    invoices::finalize_draft(conn, ctx, draft).await
 }
 
 /// Creates one of the subscription's invoices, as a draft.
@@ -463,8 +463,8 @@ async fn draft_invoice(
     lines: Vec<NewLine>,
     period: Option<Period>,
     reason: &'static str,
-) -> Result<Invoice> {
-    invoices::create(
+) -> Result<invoices::Draft> {
+    invoices::create_draft(
         conn,
         ctx,
         NewInvoice {
@@ -756,7 +756,20 @@ pub(super) fn nominal_period(cycle: &Cycle, after: &Cycle, cadence: Cadence, ste
 /// periods billed. A subscription with nothing due is left as it is, so a second runner that
 /// reaches it after the first does nothing.
 pub async fn advance(conn: &mut AnyConnection, ctx: &Ctx, id: &str, until: i64, max: usize) -> Result<usize> {
-    let mut row = lock(conn, ctx, id).await?;
+    let row = lock(conn, ctx, id).await?;
+    advance_locked(conn, ctx, row, until, max).await
+}
+
+/// [`advance`] for a subscription the transaction has locked already (the cycle's claim).
+pub async fn advance_locked(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    mut row: SubscriptionRow,
+    until: i64,
+    max: usize,
+) -> Result<usize> {
+    let id = row.id.clone();
+    let id = id.as_str();
     let (cycle, cadence) = cycle_of(&row)?;
     let (steps, after) = domain::due(&cycle, until, max).map_err(calendar_error)?;
     if steps.is_empty() {

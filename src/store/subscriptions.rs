@@ -322,12 +322,14 @@ pub async fn list(
     LISTING.fetch(conn, tenant, page, &filters, from_row).await
 }
 
-/// A subscription claimed by [`claim_due`], and its place in the queue of due ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A subscription claimed by [`claim_due`] (locked, as [`find_for_update`] leaves it), and its
+/// place in the queue of due ones.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
     pub id: String,
     pub tenant: String,
     pub next_action_at: i64,
+    pub row: SubscriptionRow,
 }
 
 /// Claims the subscription with the earliest work due by `until` that comes after `after` in
@@ -354,7 +356,7 @@ pub async fn claim_due(
         ""
     };
     let sql = AssertSqlSafe(format!(
-        "SELECT s.id, s.tenant_id, s.next_action_at FROM subscriptions s \
+        "SELECT s.tenant_id, {COLUMNS} FROM subscriptions s \
          WHERE s.next_action_at IS NOT NULL AND s.next_action_at <= $1{after_sql} \
          AND NOT EXISTS (SELECT 1 FROM customers c WHERE c.tenant_id = s.tenant_id AND c.id = s.customer_id \
          AND c.test_clock_id IS NOT NULL) \
@@ -371,6 +373,7 @@ pub async fn claim_due(
             id: get(&r, "id")?,
             tenant: get(&r, "tenant_id")?,
             next_action_at: get(&r, "next_action_at")?,
+            row: from_row(&r)?,
         })
     })
     .transpose()

@@ -9,6 +9,10 @@
 # only timed: afterwards every subscription has exactly two periods billed by the cycle and the
 # template its two invoices.
 #
+# On PostgreSQL the baseline is a pgbench replay of the same SQL (bench/cycles_replay.py): one
+# sampled transaction of the run, replayed over a copy of the same subscriptions, as many
+# clients as the cycle has claimers; the ratio says how much of the time is the service's own.
+#
 # Goal (issue 13): 100,000 invoices in under 2 minutes on a 2-core machine.
 # Usage: bench/cycles.sh [postgres|sqlite|both]   (SUBSCRIPTIONS=100000 PG_SYNCHRONOUS_COMMIT=off)
 set -euo pipefail
@@ -54,7 +58,19 @@ one() { # backend
   sub=$(post /v1/subscriptions "{\"customer\": \"$customer\", \"items\": [{\"price\": \"$price\", \"quantity\": 3}]}")
   kill "$svc"; wait "$svc" 2>/dev/null || true; svc=
   python3 bench/cycles_fixtures.py --backend "$backend" --url "$target" --subscription "$sub" --count "$N" >/dev/null
-  [ "$backend" = postgres ] && psql -qX "$PG_URL" -c "VACUUM ANALYZE" >/dev/null
+  local replay_url=
+  if [ "$backend" = postgres ]; then
+    psql -qX "$PG_URL" -c "VACUUM ANALYZE" >/dev/null
+    # The same subscriptions for the replay, in a copy of the database (the template left out:
+    # its customer's id is not of the clones' shape).
+    psql -qX "$PG_URL" -c "CREATE DATABASE replay TEMPLATE postgres" >/dev/null
+    replay_url=${PG_URL%/postgres}/replay
+    psql -qX "$replay_url" -c "UPDATE subscriptions SET next_action_at = NULL WHERE id = '$sub'" >/dev/null
+    # A sample of the run's transactions is logged, statements and parameters, for the replay.
+    psql -qX "$PG_URL" -c "ALTER SYSTEM SET log_line_prefix = '[%p %v] '" \
+      -c "ALTER SYSTEM SET log_transaction_sample_rate = $(awk "BEGIN { r = 20 / $N; print (r < 0.0005 ? 0.0005 : r) }")" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  fi
 
   local start end ms out
   start=$(date +%s%N)
@@ -69,6 +85,21 @@ one() { # backend
   fi
   echo "cycles ($backend): $billed invoices for $N subscriptions in $ms ms = $(( billed * 1000 / (ms > 0 ? ms : 1) )) invoices/s ($out)"
   [ "$billed" -eq "$N" ] || { echo "expected $N invoices of the cycle, found $billed"; tail -5 "$work/cycles.log"; exit 1; }
+  if [ "$backend" = postgres ]; then
+    # The baseline: the same SQL replayed by pgbench, as many clients as the cycle's claimers
+    # (billing::cycles::WORKERS), over the same subscriptions less the template.
+    psql -qX "$PG_URL" -c "ALTER SYSTEM RESET log_transaction_sample_rate" -c "SELECT pg_reload_conf()" >/dev/null
+    python3 bench/cycles_replay.py --log "$work/pg/pg.log" --out "$work/replay.sql" --variables "$work/replay.vars" >/dev/null
+    local clients=3 per tps replayed vars=() v
+    while IFS= read -r v; do vars+=(-D "$v"); done <"$work/replay.vars"
+    per=$(( (N - 1) / clients ))
+    out=$("$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -t "$per" -D c_next_action_at=0 -D c_id=0 "${vars[@]}" \
+      -f "$work/replay.sql" "$replay_url" 2>&1) || { echo "$out" | grep -v "^number\|^maximum" | head -8; exit 1; }
+    tps=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p')
+    replayed=$(psql -qtAX "$replay_url" -c "SELECT COUNT(*) FROM invoices WHERE billing_reason = 'subscription_cycle'")
+    [ "$replayed" -eq $(( per * clients )) ] || { echo "the replay billed $replayed, expected $(( per * clients ))"; exit 1; }
+    echo "pgbench replay of the cycle's SQL ($(grep -c ';$\|gset' "$work/replay.sql") statements per invoice, $clients clients): $replayed invoices at ${tps%.*} invoices/s; cycle/replay = $(awk "BEGIN { printf \"%.2f\", ($billed * 1000 / $ms) / $tps }")"
+  fi
   stop_postgres
 }
 

@@ -4,9 +4,10 @@
 
 The template is made through the API (so that every column is as the service writes it) for a
 customer on a test clock set in the past; here its customer leaves the clock and it is copied in
-one INSERT … SELECT per table, with ids of the same shape as the service's (`cus_`, `sub_`, `si_`
-and 32 hex digits). Nothing else is copied: the clones' first period was never invoiced, which
-the cycle does not look at (it bills the period after the stored one).
+one INSERT … SELECT per table, with ids of the same shape as the service's (the template's prefix
+and 32 hex digits). Its first invoice is copied too (paid, with its line and its charge, numbered
+after the template's): the tables the cycle reads hold what a deployment's would, a period of history
+per subscription, and the planner sees their real size (`ANALYZE` afterwards), not empty tables.
 
 PostgreSQL goes through psql (generate_series), SQLite through Python's sqlite3 (a recursive
 CTE); the statements are otherwise the same.
@@ -55,6 +56,20 @@ def main():
         hex_id = lambda prefix: f"printf('{prefix}_%032x', k)"  # noqa: E731
 
     sub = args.subscription.replace("'", "")
+    if args.backend == "postgres":
+        def scalar(sql):
+            return query(sql)[0]
+    else:
+        def scalar(sql):
+            return db.execute(sql).fetchone()[0]
+    invoice = scalar(f"SELECT id FROM invoices WHERE subscription_id = '{sub}'")
+    line = scalar(f"SELECT id FROM invoice_lines WHERE invoice_id = '{invoice}'")
+    charge = scalar(f"SELECT id FROM subscription_charges WHERE subscription_id = '{sub}'")
+    tenant = scalar(f"SELECT tenant_id FROM subscriptions WHERE id = '{sub}'")
+    number = scalar(f"SELECT number_seq FROM invoices WHERE id = '{invoice}'")
+    prefix = lambda i: i.split("_")[0]  # noqa: E731
+    seq = f"({number} + k)"
+    number_text = (f"t.number || '-' || {seq}" if args.backend == "sqlite" else f"t.number || '-' || {seq}::text")
 
     def clone(table, where, replace):
         names = cols(table)
@@ -70,7 +85,20 @@ def main():
     script += clone("subscriptions", f"t.id = '{sub}'", {"id": hex_id("sub"), "customer_id": hex_id("cus")})
     script += clone("subscription_items", f"t.subscription_id = '{sub}'",
                     {"id": hex_id("si"), "subscription_id": hex_id("sub")})
+    script += clone("invoices", f"t.id = '{invoice}'",
+                    {"id": hex_id(prefix(invoice)), "customer_id": hex_id("cus"), "subscription_id": hex_id("sub"),
+                     "number": number_text, "number_seq": seq,
+                     # Paid, as a subscription in good standing has it.
+                     "status": "'paid'", "amount_paid": "t.total", "paid_at": "t.finalized_at"})
+    script += clone("invoice_lines", f"t.id = '{line}'",
+                    {"id": hex_id(prefix(line)), "invoice_id": hex_id(prefix(invoice))})
+    script += clone("subscription_charges", f"t.id = '{charge}'",
+                    {"id": hex_id(prefix(charge)), "subscription_id": hex_id("sub"),
+                     "invoice_id": hex_id(prefix(invoice))})
+    script += (f"UPDATE tenants SET next_invoice_number = {number} + {clones} + 1 WHERE id = '{tenant}';\n")
     script += "COMMIT;\n"
+    if args.backend == "sqlite":
+        script += "ANALYZE;\n"  # PostgreSQL's is bench/cycles.sh's VACUUM ANALYZE
     execute(script)
     print(f"{clones} clones of {sub}")
 

@@ -92,6 +92,7 @@ impl Application {
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,
             past_due_after: config.billing.past_due_after_seconds(),
+            meter_event_grace: config.billing.meter_event_grace_seconds(),
         });
         let router = http::router(state.clone(), &config.server, options.test_routes);
         Ok(Application {
@@ -191,6 +192,11 @@ impl Application {
                 stop.clone(),
             ))
         });
+        tokio::spawn(crate::billing::metering::maintain_partitions(
+            store.clone(),
+            config.billing.meter_event_grace_seconds(),
+            stop.clone(),
+        ));
         if config.idempotency.purger {
             tokio::spawn(idempotency::purge_expired(
                 store.clone(),

@@ -43,6 +43,15 @@ impl Query {
     /// The raw query string (percent-decoded here). Only `allowed_filters` (besides the paging
     /// parameters) are accepted, each at most once.
     pub fn new(raw: Option<String>, allowed_filters: &[&str]) -> Self {
+        Query::with(raw, allowed_filters, &["limit", "starting_after", "ending_before"])
+    }
+
+    /// The query string of a route that is not a list: only `allowed` parameters, no paging.
+    pub fn unpaged(raw: Option<String>, allowed: &[&str]) -> Self {
+        Query::with(raw, allowed, &[])
+    }
+
+    fn with(raw: Option<String>, allowed_filters: &[&str], paging: &[&str]) -> Self {
         let mut check = Check::new();
         let mut params = HashMap::new();
         let mut repeated = Vec::new();
@@ -61,10 +70,7 @@ impl Query {
         }
         let mut unknown: Vec<&String> = params
             .keys()
-            .filter(|k| {
-                !["limit", "starting_after", "ending_before"].contains(&k.as_str())
-                    && !allowed_filters.contains(&k.as_str())
-            })
+            .filter(|k| !paging.contains(&k.as_str()) && !allowed_filters.contains(&k.as_str()))
             .collect();
         unknown.sort();
         for name in unknown {
@@ -83,6 +89,27 @@ impl Query {
 
     pub fn check(&mut self) -> &mut Check {
         &mut self.check
+    }
+
+    /// A parameter that must be a whole number in `range`, if given.
+    pub fn integer(&mut self, name: &str, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+        let text = self.params.get(name).cloned()?;
+        match text.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Some(n),
+            _ => {
+                self.check.error(
+                    name.to_owned(),
+                    "out_of_range",
+                    format!("must be a whole number from {} to {}", range.start(), range.end()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every problem found so far, or what `build` makes.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Problem> {
+        self.check.finish(build)
     }
 
     /// Checks the paging parameters (cursors are ids of `kind`) and every problem found so far.

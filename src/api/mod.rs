@@ -10,6 +10,8 @@ pub mod input;
 pub mod invoices;
 pub mod ledger;
 pub mod list;
+pub mod meter_events;
+pub mod meters;
 pub mod openapi;
 pub mod payments;
 pub mod prices;
@@ -62,6 +64,10 @@ pub fn routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(subscriptions::cancel))
         .routes(routes!(subscriptions::pause))
         .routes(routes!(subscriptions::resume))
+        .routes(routes!(meters::create, meters::list))
+        .routes(routes!(meters::retrieve))
+        .routes(routes!(meters::usage))
+        .routes(routes!(meter_events::create))
         .routes(routes!(test_clocks::create, test_clocks::list))
         .routes(routes!(test_clocks::retrieve))
         .routes(routes!(test_clocks::advance))

@@ -46,6 +46,8 @@ pub struct ProblemDoc {
         (name = "products", description = "What you sell"),
         (name = "prices", description = "What a product costs per period; a change is a new version"),
         (name = "subscriptions", description = "Customers billed every period; each period's invoice is issued when it starts"),
+        (name = "meters", description = "Meters, and what they counted of a customer's usage"),
+        (name = "meter_events", description = "Usage events, each counted once by the meters of its name"),
         (name = "test_clocks", description = "Simulated time: customers on a clock are billed when it is advanced"),
         (name = "ledger", description = "The append-only double-entry ledger"),
         (name = "events", description = "What changed, recorded with the change (a transactional outbox)"),
@@ -116,6 +118,17 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
                     AllOfBuilder::new()
                         .item(Schema::Object(fields))
                         .item(pricing_alternatives())
+                        .build(),
+                ));
+            } else if name == "MeterCreateParams" {
+                if let Some(RefOr::T(Schema::Array(paths))) = object.properties.get_mut("group_by") {
+                    paths.unique_items = true;
+                }
+                let fields = std::mem::take(object);
+                *schema = RefOr::T(Schema::AllOf(
+                    AllOfBuilder::new()
+                        .item(Schema::Object(fields))
+                        .item(meter_alternatives())
                         .build(),
                 ));
             } else if name == "ItemChangeParams" {
@@ -206,6 +219,29 @@ fn pricing_alternatives() -> Schema {
     OneOfBuilder::new().item(per_unit).item(tiered).build().into()
 }
 
+/// A meter counts events (`count`, no `value_property`) or reads a value (`value_property`), as
+/// `api::meters` checks it.
+fn meter_alternatives() -> Schema {
+    let counts = ObjectBuilder::new()
+        .property(
+            "aggregation",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["count"])),
+        )
+        .property("value_property", ObjectBuilder::new().schema_type(Type::Null));
+    let reads = ObjectBuilder::new()
+        .property(
+            "aggregation",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["sum", "max", "unique_count", "latest"])),
+        )
+        .property("value_property", ObjectBuilder::new().schema_type(Type::String))
+        .required("value_property");
+    OneOfBuilder::new().item(counts).item(reads).build().into()
+}
+
 /// A change to a subscription's items is one of: an item to add (`price`, no `id`), an item to
 /// change (`id`, not `deleted`), an item to remove (`id`, `deleted: true`, no price or
 /// quantity), as `api::subscriptions` checks it.
@@ -291,6 +327,7 @@ const COLLECTIONS: &[(&str, Kind)] = &[
     ("/v1/products", Kind::Product),
     ("/v1/prices", Kind::Price),
     ("/v1/subscriptions", Kind::Subscription),
+    ("/v1/meters", Kind::Meter),
     ("/v1/test_clocks", Kind::TestClock),
     ("/v1/ledger_entries", Kind::LedgerEntry),
     ("/v1/events", Kind::Event),
@@ -319,6 +356,7 @@ fn constrain_parameters(path: &str, op: &mut Operation) {
             (ParameterIn::Path, "line_id") => Some(id_schema(Kind::InvoiceLine)),
             (ParameterIn::Query, "starting_after" | "ending_before") => listed.map(id_schema),
             (ParameterIn::Query, "customer") => Some(id_schema(Kind::Customer)),
+            (ParameterIn::Query, "meter") => Some(id_schema(Kind::Meter)),
             (ParameterIn::Query, "product") => Some(id_schema(Kind::Product)),
             (ParameterIn::Query, "subscription") => Some(id_schema(Kind::Subscription)),
             (ParameterIn::Query, "invoice") => Some(id_schema(Kind::Invoice)),

@@ -178,3 +178,30 @@ pub fn currency_codes() -> Vec<String> {
     let upper: Vec<String> = lower.iter().map(|c| c.to_ascii_uppercase()).collect();
     lower.into_iter().chain(upper).collect()
 }
+
+schema!(
+    /// An event name: 1 to 100 letters, digits, `_`, `.`, `:` and `-`, the first a letter or digit.
+    EventName => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(100))
+        .pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"))
+        .examples(["api_call"])
+);
+schema!(
+    /// A JSON path into an event's properties: `$.` and 1 to 4 member names of letters, digits,
+    /// `_` and `-`, separated by dots.
+    PropertyPathText => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^\\$\\.[A-Za-z0-9_-]{1,64}(\\.[A-Za-z0-9_-]{1,64}){0,3}$"))
+        .examples(["$.tokens"])
+);
+schema!(
+    /// An event's identifier, unique per tenant: 1 to 255 visible ASCII characters (spaces inside
+    /// only). An event sent again with it is a duplicate, never counted twice.
+    EventIdentifier => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some(super::idempotency::KEY_PATTERN))
+);

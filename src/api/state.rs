@@ -22,6 +22,8 @@ pub struct Shared {
     pub health_timeout: Duration,
     /// `billing.past_due_after` in seconds (a test clock's advance moves standings with it).
     pub past_due_after: i64,
+    /// `billing.meter_event_grace` in seconds: how old a meter event may be.
+    pub meter_event_grace: i64,
     pub auth: Authenticator,
     pub idempotency: Registry,
     pub webhooks: Arc<Webhooks>,

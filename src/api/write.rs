@@ -66,8 +66,8 @@ pub struct Done<T> {
     value: T,
     /// The answer a replay gives, when it must differ from the first (a secret is shown once).
     replay: Option<T>,
-    /// The business counter this write advances once committed.
-    counter: Option<&'static str>,
+    /// The business counters this write advances once committed, and by how much.
+    counters: Vec<(&'static str, u64)>,
 }
 
 impl<T> Done<T> {
@@ -84,13 +84,18 @@ impl<T> Done<T> {
             status,
             value,
             replay: None,
-            counter: None,
+            counters: Vec::new(),
         }
     }
 
     /// Money movements are counted (never their amounts) for dashboards and alerts.
-    pub fn counting(mut self, counter: &'static str) -> Self {
-        self.counter = Some(counter);
+    pub fn counting(self, counter: &'static str) -> Self {
+        self.counting_by(counter, 1)
+    }
+
+    /// Advances `counter` by `n` once committed (a batch counts its items).
+    pub fn counting_by(mut self, counter: &'static str, n: u64) -> Self {
+        self.counters.push((counter, n));
         self
     }
 
@@ -131,19 +136,19 @@ impl Write {
             }
         };
 
-        let (status, body, stored, content_type, counter) = match op(&mut tx, &ctx).await {
+        let (status, body, stored, content_type, counters) = match op(&mut tx, &ctx).await {
             Ok(done) => {
                 let body = serde_json::to_vec(&done.value).map_err(|_| Problem::internal())?;
                 let stored = match &done.replay {
                     Some(replay) => Some(serde_json::to_vec(replay).map_err(|_| Problem::internal())?),
                     None => None,
                 };
-                (done.status, body, stored, "application/json", done.counter)
+                (done.status, body, stored, "application/json", done.counters)
             }
             Err(refusal) if refusal.is_refusal() => {
                 let problem = Problem::from(refusal);
                 let body = problem.to_json(&ctx.request_id);
-                (problem.status, body, None, problem::CONTENT_TYPE, None)
+                (problem.status, body, None, problem::CONTENT_TYPE, Vec::new())
             }
             // Dropping the transaction rolls the failure back.
             Err(failure) => return Err(Problem::from(failure)),
@@ -154,8 +159,10 @@ impl Write {
         }
         tx.commit().await?;
         ctx.committed();
-        if let Some(counter) = counter.filter(|_| status.is_success()) {
-            metrics::count(counter);
+        if status.is_success() {
+            for (counter, n) in counters {
+                metrics::add(counter, n);
+            }
         }
         Ok(respond(status, body, content_type))
     }

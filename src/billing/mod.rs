@@ -10,6 +10,7 @@ pub mod cycles;
 pub mod events;
 pub mod invoices;
 pub mod ledger;
+pub mod metering;
 pub mod payments;
 pub mod subscriptions;
 pub mod test_clocks;

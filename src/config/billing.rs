@@ -16,6 +16,9 @@ pub struct BillingConfig {
     /// How long after its due date an unpaid invoice makes its subscription `past_due`.
     #[serde(serialize_with = "as_humantime")]
     pub past_due_after: Duration,
+    /// How old a meter event may be when it arrives.
+    #[serde(serialize_with = "as_humantime")]
+    pub meter_event_grace: Duration,
 }
 
 impl Default for BillingConfig {
@@ -24,6 +27,7 @@ impl Default for BillingConfig {
             scheduler: true,
             poll_interval: Duration::from_secs(5),
             past_due_after: Duration::from_secs(3 * 86_400),
+            meter_event_grace: Duration::from_secs(35 * 86_400),
         }
     }
 }
@@ -41,6 +45,10 @@ pub const KEYS: &[KeyDoc] = &[
         "billing.past_due_after",
         "How long after its due date an invoice of a subscription still unpaid (open or uncollectible) makes the subscription `past_due`; it is `active` again once none is left. 0s: at the due date.",
     ),
+    key(
+        "billing.meter_event_grace",
+        "How old a meter event's `timestamp` may be when it arrives (older ones are refused with 422 `timestamp_out_of_range`). A late event counts in the period it happened in; one for a period already invoiced goes to the next invoice.",
+    ),
 ];
 
 impl BillingConfig {
@@ -50,11 +58,17 @@ impl BillingConfig {
             scheduler: r.get("scheduler", d.scheduler),
             poll_interval: r.get("poll_interval", d.poll_interval),
             past_due_after: r.get("past_due_after", d.past_due_after),
+            meter_event_grace: r.get("meter_event_grace", d.meter_event_grace),
         }
     }
 
     pub(super) fn validate(&self, c: &mut Checks<'_>) {
         c.positive("poll_interval", !self.poll_interval.is_zero());
+    }
+
+    /// `meter_event_grace` in seconds.
+    pub fn meter_event_grace_seconds(&self) -> i64 {
+        i64::try_from(self.meter_event_grace.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// `past_due_after` in seconds.

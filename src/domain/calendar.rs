@@ -461,3 +461,29 @@ mod tests {
         }
     }
 }
+
+/// The UTC calendar month that contains `instant`: its first second and the next month's.
+pub fn utc_month_of(instant: i64) -> Result<(i64, i64), CalendarError> {
+    let at = Timestamp::from_second(instant).map_err(|_| CalendarError::OutOfRange)?;
+    let first = TimeZone::UTC.to_datetime(at).date().first_of_month();
+    let next = first
+        .checked_add(Span::new().months(1))
+        .map_err(|_| CalendarError::OutOfRange)?;
+    let second = |d: Date| -> Result<i64, CalendarError> {
+        let t = TimeZone::UTC
+            .to_ambiguous_timestamp(d.to_datetime(Time::midnight()))
+            .compatible()
+            .map_err(|_| CalendarError::OutOfRange)?;
+        Ok(t.as_second())
+    };
+    Ok((second(first)?, second(next)?))
+}
+
+#[cfg(test)]
+mod month_tests {
+    #[test]
+    fn the_utc_month_of_an_instant() {
+        // 2025-02-14T12:00:00Z is in [2025-02-01, 2025-03-01).
+        assert_eq!(super::utc_month_of(1_739_534_400), Ok((1_738_368_000, 1_740_787_200)));
+    }
+}

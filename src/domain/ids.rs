@@ -26,6 +26,7 @@ pub enum Kind {
     CreditNote,
     CreditNoteLine,
     TestClock,
+    Meter,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
             Kind::CreditNote => "cn_",
             Kind::CreditNoteLine => "cnl_",
             Kind::TestClock => "clock_",
+            Kind::Meter => "mtr_",
         }
     }
 
@@ -81,6 +83,7 @@ impl Kind {
             Kind::CreditNote => "credit note",
             Kind::CreditNoteLine => "credit note line",
             Kind::TestClock => "test clock",
+            Kind::Meter => "meter",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod invoice;
 pub mod ledger;
 pub mod metadata;
+pub mod metering;
 pub mod money;
 pub mod pricing;
 pub mod proration;
@@ -66,6 +67,11 @@ pub const FIELD_CODES: &[&str] = &[
     "amounts_do_not_add_up",
     "lines_required",
     "invalid_advance",
+    "invalid_path",
+    "unknown_customer",
+    "missing_meter_value",
+    "invalid_meter_value",
+    "timestamp_out_of_range",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -98,6 +104,10 @@ pub const RULE_CODES: &[&str] = &[
     "amounts_do_not_add_up",
     "lines_required",
     "invalid_advance",
+    "unknown_customer",
+    "missing_meter_value",
+    "invalid_meter_value",
+    "timestamp_out_of_range",
 ];
 
 impl FieldError {

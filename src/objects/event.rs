@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.canceled",
     "subscription.paused",
     "subscription.resumed",
+    "meter.created",
     "test_clock.advanced",
     "webhook_endpoint.disabled",
 ];

@@ -11,6 +11,7 @@ mod customer;
 mod event;
 mod invoice;
 mod ledger;
+mod meter;
 mod payment;
 mod subscription;
 mod test_clock;
@@ -22,6 +23,7 @@ pub use customer::{Balance, Customer, CustomerBalance};
 pub use event::{EVENT_TYPES, Event};
 pub use invoice::{Invoice, LineItem, LineList, Period};
 pub use ledger::LedgerEntry;
+pub use meter::{CustomerUsage, Meter, MeterEventBatch, MeterEventStatus, MeterUsage, UsageGroup};
 pub use payment::{Payment, Refund};
 pub use subscription::{
     CollectionMethod, PlannedCredit, PlannedLine, Subscription, SubscriptionChangePreview, SubscriptionItem,

@@ -108,3 +108,50 @@ impl Backend {
         }
     }
 }
+
+impl Backend {
+    /// A table (`alias`) of the objects of the JSON array bound at `param`, one row each, with
+    /// `columns` (name, `text` or `bigint`) read from their members: how a batch of rows goes to
+    /// the database as one parameter, in one statement whatever its size.
+    pub fn json_records(self, param: &str, alias: &str, columns: &[(&str, &str)]) -> String {
+        match self {
+            Backend::Postgres => {
+                let typed: Vec<String> = columns.iter().map(|(name, ty)| format!("{name} {ty}")).collect();
+                format!("json_to_recordset({param}::json) AS {alias}({})", typed.join(", "))
+            }
+            Backend::Sqlite => {
+                let read: Vec<String> = columns
+                    .iter()
+                    .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
+                    .collect();
+                format!("(SELECT {} FROM json_each({param})) AS {alias}", read.join(", "))
+            }
+        }
+    }
+
+    /// A table (`alias`) with one column, `value`, of the strings of the JSON array at `param`.
+    pub fn json_texts(self, param: &str, alias: &str) -> String {
+        match self {
+            Backend::Postgres => format!("json_array_elements_text({param}::json) AS {alias}(value)"),
+            Backend::Sqlite => format!("json_each({param}) AS {alias}"),
+        }
+    }
+}
+
+impl Backend {
+    /// The statement that creates the partition of `meter_events` for `[from, to)` (Unix seconds)
+    /// named `name`, if the backend partitions it (PostgreSQL only; on SQLite the table is one).
+    /// Run in a transaction of its own with a short lock wait: creating a partition locks the
+    /// parent table, and ingestion must never queue behind it for long.
+    pub fn meter_event_partition_sql(self, name: &str, from: i64, to: i64) -> Option<[String; 2]> {
+        match self {
+            Backend::Postgres => Some([
+                "SET LOCAL lock_timeout = '2s'".to_owned(),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF meter_events FOR VALUES FROM ({from}) TO ({to})"
+                ),
+            ]),
+            Backend::Sqlite => None,
+        }
+    }
+}

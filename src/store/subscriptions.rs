@@ -470,3 +470,20 @@ pub async fn delete_item(conn: &mut AnyConnection, tenant: &str, id: &str) -> Re
         .await?;
     Ok(())
 }
+
+/// The current period of the customer's latest subscription that is not canceled, if any.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.current_period_of_customer", skip_all, fields(otel.kind = "client"))]
+pub async fn current_period_of_customer(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer: &str,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT current_period_start, current_period_end FROM subscriptions \
+         WHERE tenant_id = $1 AND customer_id = $2 AND status <> 'canceled' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(customer)
+    .fetch_optional(conn)
+    .await
+}

@@ -41,6 +41,8 @@ pub const RATE_LIMIT_STORE_ERRORS: &str = "billing_rate_limit_store_errors_total
 pub const RATE_LIMIT_SHARED: &str = "billing_rate_limit_shared";
 pub const CYCLE_PERIODS: &str = "billing_cycle_periods_billed_total";
 pub const CYCLE_FAILURES: &str = "billing_cycle_failures_total";
+pub const METER_EVENTS_ACCEPTED: &str = "billing_meter_events_accepted_total";
+pub const METER_EVENTS_DUPLICATE: &str = "billing_meter_events_duplicate_total";
 
 /// Request latency buckets, in seconds: fine below 100 ms, where the SLO lives.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -137,6 +139,11 @@ fn describe() {
         RATE_LIMIT_SHARED,
         "1 while budgets are shared through Redis, 0 while this instance uses its own (or none is configured)"
     );
+    describe_counter!(METER_EVENTS_ACCEPTED, "Meter events accepted (counted in the rollups)");
+    describe_counter!(
+        METER_EVENTS_DUPLICATE,
+        "Meter events answered `duplicate`: their identifier was accepted before (client retries)"
+    );
     gauge!(BUILD_INFO, "version" => build_info::VERSION, "commit" => build_info::GIT_COMMIT, "rustc" => build_info::RUSTC_VERSION).set(1.0);
     // Counters exist from the start at 0, so `rate()` and `increase()` see their first events
     // and dashboards show 0 rather than "no data".
@@ -154,6 +161,8 @@ fn describe() {
         RATE_LIMIT_STORE_ERRORS,
         CYCLE_PERIODS,
         CYCLE_FAILURES,
+        METER_EVENTS_ACCEPTED,
+        METER_EVENTS_DUPLICATE,
     ] {
         counter!(name).increment(0);
     }

@@ -41,5 +41,5 @@ async fn the_served_and_printed_documents_agree_and_describe_every_operation() {
             assert_eq!(has_key, method != "get", "{method} {path}: Idempotency-Key on writes");
         }
     }
-    assert_eq!(operations, 62);
+    assert_eq!(operations, 67);
 }

@@ -373,17 +373,7 @@ async fn bad_subscriptions_are_refused_and_change_nothing(backend: Backend) {
             body["time_zone"] = json!(zone);
         }
         let refused = api.post("/v1/subscriptions", body.clone()).await.expect(422);
-        let errors: Vec<(String, String)> = refused["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["field"].as_str().unwrap().to_owned(),
-                    e["code"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let errors = crate::helpers::field_errors(&refused);
         assert!(
             errors.contains(&(field.to_owned(), code.to_owned())),
             "{body}: {refused}"

@@ -73,6 +73,17 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         )
         .await
         .id();
+    // A's meter, and an event counted by it.
+    let meter = a
+        .post("/v1/meters", json!({"event_name": "call", "aggregation": "count"}))
+        .await
+        .id();
+    a.post(
+        "/v1/meter_events",
+        json!({"identifier": "shared-1", "event_name": "call", "customer": customer}),
+    )
+    .await
+    .expect(200);
     let catalogue_before = (
         a.get(&format!("/v1/products/{product}")).await.expect(200),
         a.get(&format!("/v1/prices/{price}")).await.expect(200),
@@ -93,6 +104,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("product", product.as_str()),
         ("price", price.as_str()),
         ("subscription", subscription.as_str()),
+        ("meter", meter.as_str()),
     ]
     .into();
     let before = snapshot(&a, &customer, &draft_id, &invoice, &payment).await;
@@ -326,6 +338,13 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             format!("/v1/subscriptions/{subscription}/upcoming_invoice"),
             None,
         ),
+        ("get", "/v1/meters/{id}", format!("/v1/meters/{meter}"), None),
+        (
+            "get",
+            "/v1/customers/{id}/usage",
+            format!("/v1/customers/{customer}/usage"),
+            None,
+        ),
     ]);
     // Listings: A's ids as cursors are 404; as filters they match nothing.
     let lists: Vec<Listing> = vec![
@@ -349,6 +368,7 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
         ("/v1/subscriptions", "subscription", &[("customer", "customer")]),
         ("/v1/webhook_endpoints", "endpoint", &[]),
         ("/v1/test_clocks", "test_clock", &[]),
+        ("/v1/meters", "meter", &[]),
         (
             "/v1/webhook_deliveries",
             "delivery",
@@ -377,6 +397,8 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
     covered.push(("post".into(), "/v1/webhook_endpoints".into())); // likewise
     covered.push(("post".into(), "/v1/products".into())); // likewise
     covered.push(("post".into(), "/v1/test_clocks".into())); // likewise
+    covered.push(("post".into(), "/v1/meters".into())); // likewise
+    covered.push(("post".into(), "/v1/meter_events".into())); // below
     documented.sort();
     covered.sort();
     assert_eq!(documented, covered, "every documented route is checked for isolation");
@@ -415,6 +437,32 @@ async fn another_tenants_ids_are_indistinguishable_from_missing_ones(backend: Ba
             assert!(page["data"].as_array().unwrap().is_empty(), "{path}?{param}");
         }
     }
+    // Events name customers in the body: A's is no customer of B's (422, nothing counted), and
+    // B's own events may reuse A's identifiers (the identifiers are each tenant's own).
+    let refused = b
+        .post(
+            "/v1/meter_events",
+            json!({"identifier": "shared-2", "event_name": "call", "customer": customer}),
+        )
+        .await
+        .expect(422);
+    assert_eq!(refused["errors"][0]["code"], "unknown_customer");
+    let own = b.customer("usd").await;
+    let reused = b
+        .post(
+            "/v1/meter_events",
+            json!({"identifier": "shared-1", "event_name": "call", "customer": own}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reused["events"][0]["status"], "accepted");
+    assert_eq!(
+        b.get(&format!("/v1/customers/{own}/usage?meter={meter}")).await.status,
+        404,
+        "A's meter is no meter of B's"
+    );
+    let usage = a.get(&format!("/v1/customers/{customer}/usage")).await.expect(200);
+    assert_eq!(usage["meters"][0]["value"], 1, "B's events count nothing of A's");
     assert_eq!(
         snapshot(&a, &customer, &draft_id, &invoice, &payment).await,
         before,

@@ -225,3 +225,21 @@ pub fn blocking_client() -> reqwest::blocking::Client {
     billing_api::outbound::install_crypto_provider();
     reqwest::blocking::Client::new()
 }
+
+/// The (field, code) pairs of a 422 problem's `errors`.
+pub fn field_errors(problem: &serde_json::Value) -> std::collections::BTreeSet<(String, String)> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or_default().to_owned(),
+                        e["code"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,395 @@
+//! Usage metering: meters, meter events accepted exactly once, and usage over a window.
+//!
+//! **Exactly once.** A batch claims its events' identifiers, stores the events and adds them to
+//! the rollups in one transaction: an event is counted if and only if its identifier was
+//! claimed, and a failed write (refused, rolled back, or cut by a crash) claims nothing, so the
+//! client's retry counts it once. An identifier already claimed, by an earlier request or
+//! earlier in the same batch, is answered `duplicate` and the rest of the batch goes on.
+//!
+//! **Refusals first.** Every check (customers, the values meters read) happens before the first
+//! write: a refused batch writes nothing, and its events can be sent again once mended.
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::domain::FieldError;
+use crate::domain::ids::{Kind, new_id};
+use crate::domain::metering::{self, Accepted, Aggregation, MeterSpec, PropertyPath};
+use crate::objects::{CustomerUsage, Meter, MeterEventBatch, MeterEventStatus, MeterUsage, UsageGroup};
+use crate::operation::{Ctx, Error, Result};
+use crate::store::meters::{self, GroupTotals};
+use crate::store::page::{Page, PageQuery};
+use crate::store::{Store, meter_events, partitions, tenants};
+
+#[derive(Debug, Clone)]
+pub struct NewMeter {
+    pub event_name: String,
+    pub display_name: Option<String>,
+    pub aggregation: Aggregation,
+    pub value_property: Option<PropertyPath>,
+    pub group_by: Vec<PropertyPath>,
+}
+
+/// One event of a batch, checked for its shape (not yet against customers and meters).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub identifier: String,
+    pub event_name: String,
+    pub customer: String,
+    pub timestamp: i64,
+    pub properties: Value,
+}
+
+pub async fn create_meter(conn: &mut AnyConnection, ctx: &Ctx, input: NewMeter) -> Result<Meter> {
+    tenants::ensure(conn, &ctx.tenant, ctx.now).await?;
+    let meter = Meter {
+        id: new_id(Kind::Meter),
+        object: Meter::OBJECT,
+        event_name: input.event_name,
+        display_name: input.display_name,
+        aggregation: input.aggregation.as_str(),
+        value_property: input.value_property.map(|p| p.as_str().to_owned()),
+        group_by: input.group_by.iter().map(|p| p.as_str().to_owned()).collect(),
+        created: ctx.now,
+    };
+    meters::insert(conn, &ctx.tenant, &meter).await?;
+    ctx.audit(conn, "meter.created", &meter.id).await?;
+    ctx.emit(conn, "meter.created", &meter).await?;
+    Ok(meter)
+}
+
+pub async fn get_meter(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Meter> {
+    meters::find(conn, tenant, id).await?.ok_or(Error::NotFound("meter"))
+}
+
+pub async fn list_meters(conn: &mut AnyConnection, tenant: &str, page: &PageQuery) -> Result<Page<Meter>> {
+    Ok(meters::list(conn, tenant, page).await?)
+}
+
+/// An event as stored (`properties` as JSON text).
+#[derive(Serialize)]
+struct EventRow<'a> {
+    identifier: &'a str,
+    event_name: &'a str,
+    customer_id: &'a str,
+    occurred: i64,
+    properties: String,
+}
+
+#[derive(Serialize)]
+struct RollupRow<'a> {
+    meter_id: &'a str,
+    customer_id: &'a str,
+    minute: i64,
+    group_key: &'a str,
+    events: i64,
+    value_sum: i64,
+    value_max: i64,
+    latest_at: i64,
+    latest_id: &'a str,
+    latest_value: i64,
+}
+
+#[derive(Serialize)]
+struct DistinctRow<'a> {
+    meter_id: &'a str,
+    customer_id: &'a str,
+    minute: i64,
+    group_key: &'a str,
+    value: &'a str,
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Db(sqlx::Error::Encode(e.into())))
+}
+
+/// Accepts what is new in a batch, exactly once; see the module's documentation.
+///
+/// `single`: the body was one event, so its fields are named without `events[i].`.
+pub async fn ingest(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    events: Vec<NewEvent>,
+    single: bool,
+) -> Result<MeterEventBatch> {
+    let prefix = |i: usize| if single { String::new() } else { format!("events[{i}].") };
+    // The first event of each identifier is the batch's candidate; later ones are duplicates.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    let mut candidates = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(&e.identifier) {
+            slot.insert(i);
+            candidates.push(i);
+        }
+    }
+
+    let customers: Vec<&str> = {
+        let mut seen = HashSet::new();
+        candidates
+            .iter()
+            .map(|&i| events[i].customer.as_str())
+            .filter(|c| seen.insert(*c))
+            .collect()
+    };
+    let known: HashSet<String> = meter_events::known_customers(conn, ctx.backend, &ctx.tenant, &json(&customers)?)
+        .await?
+        .into_iter()
+        .collect();
+    let mut problems: Vec<FieldError> = candidates
+        .iter()
+        .filter(|&&i| !known.contains(&events[i].customer))
+        .map(|&i| FieldError::new(format!("{}customer", prefix(i)), "unknown_customer", "no such customer"))
+        .collect();
+
+    let specs: Vec<MeterSpec> = meters::all(conn, &ctx.tenant)
+        .await?
+        .iter()
+        .map(meters::spec)
+        .collect::<std::result::Result<_, _>>()?;
+    let mut by_name: HashMap<&str, Vec<&MeterSpec>> = HashMap::new();
+    for spec in &specs {
+        by_name.entry(spec.event_name.as_str()).or_default().push(spec);
+    }
+    let mut readings: Vec<(usize, Accepted<'_>)> = Vec::new();
+    for &i in &candidates {
+        let e = &events[i];
+        for spec in by_name.get(e.event_name.as_str()).into_iter().flatten() {
+            match spec.read(&prefix(i), &e.properties) {
+                Ok(reading) => readings.push((
+                    i,
+                    Accepted {
+                        meter: &spec.id,
+                        customer: &e.customer,
+                        identifier: &e.identifier,
+                        timestamp: e.timestamp,
+                        reading,
+                    },
+                )),
+                Err(problem) => problems.push(problem),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+
+    let identifiers: Vec<&str> = candidates.iter().map(|&i| events[i].identifier.as_str()).collect();
+    let claimed: HashSet<String> = meter_events::claim(conn, ctx.backend, &ctx.tenant, &json(&identifiers)?)
+        .await?
+        .into_iter()
+        .collect();
+    if !claimed.is_empty() {
+        let rows: Vec<EventRow<'_>> = candidates
+            .iter()
+            .map(|&i| &events[i])
+            .filter(|e| claimed.contains(&e.identifier))
+            .map(|e| EventRow {
+                identifier: &e.identifier,
+                event_name: &e.event_name,
+                customer_id: &e.customer,
+                occurred: e.timestamp,
+                properties: e.properties.to_string(),
+            })
+            .collect();
+        meter_events::insert(conn, ctx.backend, &ctx.tenant, &json(&rows)?, ctx.now).await?;
+
+        let accepted: Vec<Accepted<'_>> = readings
+            .into_iter()
+            .filter(|(i, _)| claimed.contains(&events[*i].identifier))
+            .map(|(_, a)| a)
+            .collect();
+        let (rollups, distinct) = metering::fold(&accepted).ok_or_else(|| {
+            Error::invalid(
+                "events",
+                "out_of_range",
+                "the values add up to more than can be counted",
+            )
+        })?;
+        if !rollups.is_empty() {
+            let rows: Vec<RollupRow<'_>> = rollups
+                .iter()
+                .map(|(k, r)| RollupRow {
+                    meter_id: &k.meter,
+                    customer_id: &k.customer,
+                    minute: k.minute,
+                    group_key: &k.group,
+                    events: r.events,
+                    value_sum: r.sum,
+                    value_max: r.max,
+                    latest_at: r.latest.timestamp,
+                    latest_id: &r.latest.identifier,
+                    latest_value: r.latest.value,
+                })
+                .collect();
+            meter_events::add_rollups(conn, ctx.backend, &ctx.tenant, &json(&rows)?).await?;
+        }
+        if !distinct.is_empty() {
+            let rows: Vec<DistinctRow<'_>> = distinct
+                .iter()
+                .map(|(k, value)| DistinctRow {
+                    meter_id: &k.meter,
+                    customer_id: &k.customer,
+                    minute: k.minute,
+                    group_key: &k.group,
+                    value,
+                })
+                .collect();
+            meter_events::add_distinct(conn, ctx.backend, &ctx.tenant, &json(&rows)?).await?;
+        }
+    }
+
+    let mut accepted = 0;
+    let statuses = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let counted = first.get(e.identifier.as_str()) == Some(&i) && claimed.contains(&e.identifier);
+            accepted += i64::from(counted);
+            MeterEventStatus {
+                identifier: e.identifier.clone(),
+                status: if counted { "accepted" } else { "duplicate" },
+            }
+        })
+        .collect();
+    Ok(MeterEventBatch {
+        object: MeterEventBatch::OBJECT,
+        accepted,
+        duplicates: events.len() as i64 - accepted,
+        events: statuses,
+    })
+}
+
+/// What one meter's group totals add up to, by its aggregation.
+fn value_of(aggregation: Aggregation, totals: &[&GroupTotals], distinct: i64) -> i64 {
+    match aggregation {
+        Aggregation::Count => totals.iter().map(|t| t.events).sum(),
+        Aggregation::Sum => totals.iter().map(|t| t.sum).sum(),
+        Aggregation::Max => totals.iter().map(|t| t.max).max().unwrap_or(0),
+        Aggregation::Latest => totals
+            .iter()
+            .max_by(|a, b| (a.latest.0, &a.latest.1).cmp(&(b.latest.0, &b.latest.1)))
+            .map_or(0, |t| t.latest.2),
+        Aggregation::UniqueCount => distinct,
+    }
+}
+
+/// The window usage is shown for when none is asked: the current period of the customer's
+/// latest subscription that is not canceled, else the UTC calendar month of `now`.
+pub async fn default_window(conn: &mut AnyConnection, tenant: &str, customer: &str, now: i64) -> Result<(i64, i64)> {
+    if let Some(period) = crate::store::subscriptions::current_period_of_customer(conn, tenant, customer).await? {
+        return Ok(period);
+    }
+    crate::domain::calendar::utc_month_of(now).map_err(|e| Error::invalid("start", "out_of_range", e.to_string()))
+}
+
+/// The customer's usage over `[start, end)`, to the minute (`metering::window_minutes`), by
+/// each of the tenant's meters (or `only` one). A bound not given is the default window's
+/// ([`default_window`]); a window that ends at or before its start is empty.
+pub async fn usage(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer: &str,
+    window: (Option<i64>, Option<i64>),
+    only: Option<&str>,
+    now: i64,
+) -> Result<CustomerUsage> {
+    super::customers::get(conn, tenant, customer).await?;
+    let (start, end) = match window {
+        (Some(start), Some(end)) => (start, end),
+        (start, end) => {
+            let default = default_window(conn, tenant, customer, now).await?;
+            (start.unwrap_or(default.0), end.unwrap_or(default.1))
+        }
+    };
+    let all = match only {
+        Some(id) => vec![get_meter(conn, tenant, id).await?],
+        None => meters::all(conn, tenant).await?,
+    };
+    let (first, last) = metering::window_minutes(start, end);
+    let mut usages = Vec::with_capacity(all.len());
+    for meter in all {
+        let spec = meters::spec(&meter)?;
+        let unique = spec.aggregation == Aggregation::UniqueCount;
+        let totals = meters::group_totals(conn, tenant, &meter.id, customer, first, last, unique).await?;
+        let distinct = if unique {
+            meters::distinct_total(conn, tenant, &meter.id, customer, first, last).await?
+        } else {
+            0
+        };
+        let every: Vec<&GroupTotals> = totals.iter().collect();
+        let groups = if spec.group_by.is_empty() {
+            Vec::new()
+        } else {
+            totals
+                .iter()
+                .map(|t| {
+                    let values: Vec<Value> = serde_json::from_str(&t.group).unwrap_or_default();
+                    let group = spec
+                        .group_by
+                        .iter()
+                        .zip(values.into_iter().chain(std::iter::repeat(Value::Null)))
+                        .map(|(path, value)| (path.as_str().to_owned(), value))
+                        .collect();
+                    UsageGroup {
+                        group,
+                        value: value_of(spec.aggregation, &[t], t.distinct),
+                        events: t.events,
+                    }
+                })
+                .collect()
+        };
+        usages.push(MeterUsage {
+            value: value_of(spec.aggregation, &every, distinct),
+            events: every.iter().map(|t| t.events).sum(),
+            meter: meter.id,
+            event_name: meter.event_name,
+            aggregation: meter.aggregation,
+            groups,
+        });
+    }
+    Ok(CustomerUsage {
+        object: CustomerUsage::OBJECT,
+        customer: customer.to_owned(),
+        start,
+        end,
+        meters: usages,
+    })
+}
+
+/// How far ahead `meter_events` partitions are made: this month and the next two.
+const PARTITIONS_AHEAD: i64 = 62 * 86_400;
+/// How often the partitions are looked after.
+const PARTITION_CHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3_600);
+
+/// Makes the `meter_events` partitions (PostgreSQL) of every month an event may be sent for,
+/// from `grace` seconds ago to two months ahead: now, then every 6 hours until `stop`. Any
+/// number of replicas may (a partition that exists is left alone).
+pub async fn maintain_partitions(store: Store, grace: i64, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        let now = crate::clock::now();
+        let result = async {
+            let mut conn = store.acquire().await?;
+            partitions::ensure_months(
+                &mut conn,
+                store.backend(),
+                now.saturating_sub(grace),
+                now + PARTITIONS_AHEAD,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(made) if made.is_empty() => {}
+            Ok(made) => tracing::info!(partitions = ?made, "meter event partitions made"),
+            Err(e) => {
+                tracing::warn!(error = %crate::store::describe_error(&e), "meter event partitions could not be made")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PARTITION_CHECK) => {}
+        }
+    }
+}

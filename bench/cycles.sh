@@ -20,15 +20,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 WHICH=${1:-both} N=${SUBSCRIPTIONS:-100000}
 export PG_SYNCHRONOUS_COMMIT=${PG_SYNCHRONOUS_COMMIT:-off}
-cargo build --release --locked --quiet --bin billing-api
-bin=target/release/billing-api
-work=$(mktemp -d -p "$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")")
-chmod 755 "$work"
-svc=
-cleanup() { [ -n "$svc" ] && kill "$svc" 2>/dev/null; stop_postgres; rm -rf "$work"; }
-trap cleanup EXIT
-export BILLING_ADMIN__PORT=0 BILLING_SHUTDOWN__GRACE_PERIOD=0s BILLING_LOG__LEVEL=warn \
-  BILLING_BILLING__SCHEDULER=false BILLING_WEBHOOKS__DISPATCHER=false BILLING_IDEMPOTENCY__PURGER=false
+service_bench
 
 one() { # backend
   local backend=$1 url target

@@ -32,3 +32,24 @@ else
   SERVER_CPU=()
   LOAD_CPU=()
 fi
+
+# For the scripts that run the release binary against a database of their own: builds it (`$bin`),
+# makes a work directory in memory when it can (`$work`, removed on exit with the PostgreSQL
+# cluster and the service whose pid is in `$svc`), and turns off the background work that would
+# run beside what is measured.
+service_bench() {
+  cargo build --release --locked --quiet --bin billing-api
+  bin=target/release/billing-api
+  work=$(mktemp -d -p "$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")")
+  chmod 755 "$work"
+  svc=
+  trap 'service_bench_cleanup' EXIT
+  export BILLING_ADMIN__PORT=0 BILLING_SHUTDOWN__GRACE_PERIOD=0s BILLING_LOG__LEVEL=warn \
+    BILLING_BILLING__SCHEDULER=false BILLING_WEBHOOKS__DISPATCHER=false BILLING_IDEMPOTENCY__PURGER=false
+}
+
+service_bench_cleanup() {
+  [ -n "${svc:-}" ] && kill "$svc" 2>/dev/null
+  stop_postgres
+  rm -rf "$work"
+}

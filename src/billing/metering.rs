@@ -68,14 +68,14 @@ pub async fn list_meters(conn: &mut AnyConnection, tenant: &str, page: &PageQuer
     Ok(meters::list(conn, tenant, page).await?)
 }
 
-/// An event as stored (`properties` as JSON text).
+/// An event as stored.
 #[derive(Serialize)]
 struct EventRow<'a> {
     identifier: &'a str,
     event_name: &'a str,
     customer_id: &'a str,
     occurred: i64,
-    properties: String,
+    properties: &'a Value,
 }
 
 #[derive(Serialize)]
@@ -156,7 +156,7 @@ pub async fn ingest(
     for &i in &candidates {
         let e = &events[i];
         for spec in by_name.get(e.event_name.as_str()).into_iter().flatten() {
-            match spec.read(&prefix(i), &e.properties) {
+            match spec.read(&e.properties) {
                 Ok(reading) => readings.push((
                     i,
                     Accepted {
@@ -167,7 +167,10 @@ pub async fn ingest(
                         reading,
                     },
                 )),
-                Err(problem) => problems.push(problem),
+                Err(mut problem) => {
+                    problem.field.insert_str(0, &prefix(i));
+                    problems.push(problem);
+                }
             }
         }
     }
@@ -190,7 +193,7 @@ pub async fn ingest(
                 event_name: &e.event_name,
                 customer_id: &e.customer,
                 occurred: e.timestamp,
-                properties: e.properties.to_string(),
+                properties: &e.properties,
             })
             .collect();
         meter_events::insert(conn, ctx.backend, &ctx.tenant, &json(&rows)?, ctx.now).await?;
@@ -211,15 +214,15 @@ pub async fn ingest(
             let rows: Vec<RollupRow<'_>> = rollups
                 .iter()
                 .map(|(k, r)| RollupRow {
-                    meter_id: &k.meter,
-                    customer_id: &k.customer,
+                    meter_id: k.meter,
+                    customer_id: k.customer,
                     minute: k.minute,
-                    group_key: &k.group,
+                    group_key: k.group,
                     events: r.events,
                     value_sum: r.sum,
                     value_max: r.max,
                     latest_at: r.latest.timestamp,
-                    latest_id: &r.latest.identifier,
+                    latest_id: r.latest.identifier,
                     latest_value: r.latest.value,
                 })
                 .collect();
@@ -229,10 +232,10 @@ pub async fn ingest(
             let rows: Vec<DistinctRow<'_>> = distinct
                 .iter()
                 .map(|(k, value)| DistinctRow {
-                    meter_id: &k.meter,
-                    customer_id: &k.customer,
+                    meter_id: k.meter,
+                    customer_id: k.customer,
                     minute: k.minute,
-                    group_key: &k.group,
+                    group_key: k.group,
                     value,
                 })
                 .collect();

@@ -14,7 +14,7 @@
 //!
 //! `latest` is the value of the event with the greatest timestamp, and of those the greatest
 //! identifier: the order events arrive in never changes a result.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -104,10 +104,9 @@ impl PropertyPath {
         (!at.is_null()).then_some(at)
     }
 
-    /// Where the value is in the request: `events[3].properties.usage.input_tokens` (`event`
-    /// is the event's prefix: `events[3].`, or empty for a body of one event).
-    fn field(&self, event: &str) -> String {
-        format!("{event}properties.{}", self.keys.join("."))
+    /// Where the value is in an event: `properties.usage.input_tokens`.
+    fn field(&self) -> String {
+        format!("properties.{}", self.keys.join("."))
     }
 }
 
@@ -128,9 +127,19 @@ pub struct Reading {
     pub value: i64,
     /// The value counted once by `unique_count`, as JSON text.
     pub distinct: Option<String>,
-    /// The group's values as a JSON array (`[]` when the meter has no groups).
-    pub group: String,
+    /// The group's values as a JSON array; `None` when the meter has no groups (stored as `[]`).
+    pub group: Option<String>,
 }
+
+impl Reading {
+    /// The group's key as stored: `[]` for a meter without groups.
+    pub fn group_key(&self) -> &str {
+        self.group.as_deref().unwrap_or(NO_GROUP)
+    }
+}
+
+/// The group key of a meter without groups.
+pub const NO_GROUP: &str = "[]";
 
 fn refusal(field: String, code: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
@@ -141,13 +150,13 @@ fn refusal(field: String, code: &'static str, message: impl Into<String>) -> Fie
 }
 
 /// A value as text for counting or grouping: strings as they are, numbers and booleans as JSON.
-fn value_text(value: &Value, field: String) -> Result<String, FieldError> {
+fn value_text(value: &Value, field: impl Fn() -> String) -> Result<String, FieldError> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(_) | Value::Bool(_) => value.to_string(),
         _ => {
             return Err(refusal(
-                field,
+                field(),
                 "invalid_meter_value",
                 "must be a string, a number or a boolean",
             ));
@@ -155,7 +164,7 @@ fn value_text(value: &Value, field: String) -> Result<String, FieldError> {
     };
     if text.len() > MAX_VALUE_TEXT {
         return Err(refusal(
-            field,
+            field(),
             "invalid_meter_value",
             format!("at most {MAX_VALUE_TEXT} bytes"),
         ));
@@ -164,19 +173,20 @@ fn value_text(value: &Value, field: String) -> Result<String, FieldError> {
 }
 
 impl MeterSpec {
-    /// What this meter reads from an event's properties; `event` is the event's prefix in errors
-    /// (`events[3].`). An event without the value a meter needs is refused, never counted as 0.
-    pub fn read(&self, event: &str, properties: &Value) -> Result<Reading, FieldError> {
+    /// What this meter reads from an event's properties; an error names the field within the
+    /// event (`properties.tokens`). An event without the value a meter needs is refused, never
+    /// counted as 0.
+    pub fn read(&self, properties: &Value) -> Result<Reading, FieldError> {
         let mut reading = Reading {
             value: 0,
             distinct: None,
-            group: String::from("[]"),
+            group: None,
         };
         if let Some(path) = &self.value {
-            let field = path.field(event);
+            let field = || path.field();
             let Some(found) = path.find(properties) else {
                 return Err(refusal(
-                    field,
+                    field(),
                     "missing_meter_value",
                     format!("meter {} reads this property", self.id),
                 ));
@@ -186,7 +196,7 @@ impl MeterSpec {
             } else {
                 reading.value = found.as_i64().filter(|v| (0..=MAX_VALUE).contains(v)).ok_or_else(|| {
                     refusal(
-                        field,
+                        field(),
                         "invalid_meter_value",
                         format!("meter {} needs a whole number from 0 to {MAX_VALUE}", self.id),
                     )
@@ -198,10 +208,10 @@ impl MeterSpec {
             for path in &self.group_by {
                 values.push(match path.find(properties) {
                     None => Value::Null,
-                    Some(v) => Value::String(value_text(v, path.field(event))?),
+                    Some(v) => Value::String(value_text(v, || path.field())?),
                 });
             }
-            reading.group = Value::Array(values).to_string();
+            reading.group = Some(Value::Array(values).to_string());
         }
         Ok(reading)
     }
@@ -218,52 +228,52 @@ pub struct Accepted<'a> {
 }
 
 /// Where a rollup sits: its meter, customer, minute (Unix seconds of its first second) and group.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RollupKey {
-    pub meter: String,
-    pub customer: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RollupKey<'a> {
+    pub meter: &'a str,
+    pub customer: &'a str,
     pub minute: i64,
-    pub group: String,
+    pub group: &'a str,
 }
 
 /// The latest event of a rollup: its timestamp, identifier and value.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Latest {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Latest<'a> {
     pub timestamp: i64,
-    pub identifier: String,
+    pub identifier: &'a str,
     pub value: i64,
 }
 
 /// What events add to a rollup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rollup {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollup<'a> {
     pub events: i64,
     pub sum: i64,
     pub max: i64,
-    pub latest: Latest,
+    pub latest: Latest<'a>,
 }
 
-impl Rollup {
-    fn of(a: &Accepted<'_>) -> Rollup {
+impl<'a> Rollup<'a> {
+    fn of(a: &'a Accepted<'a>) -> Rollup<'a> {
         Rollup {
             events: 1,
             sum: a.reading.value,
             max: a.reading.value,
             latest: Latest {
                 timestamp: a.timestamp,
-                identifier: a.identifier.to_owned(),
+                identifier: a.identifier,
                 value: a.reading.value,
             },
         }
     }
 
     /// Adds another's events; `None` when the sum would overflow.
-    pub fn merge(&mut self, other: &Rollup) -> Option<()> {
+    pub fn merge(&mut self, other: &Rollup<'a>) -> Option<()> {
         self.events = self.events.checked_add(other.events)?;
         self.sum = self.sum.checked_add(other.sum)?;
         self.max = self.max.max(other.max);
-        if (other.latest.timestamp, &other.latest.identifier) > (self.latest.timestamp, &self.latest.identifier) {
-            self.latest = other.latest.clone();
+        if (other.latest.timestamp, other.latest.identifier) > (self.latest.timestamp, self.latest.identifier) {
+            self.latest = other.latest;
         }
         Some(())
     }
@@ -279,21 +289,23 @@ pub fn window_minutes(start: i64, end: i64) -> (i64, i64) {
     (minute_of(start), minute_of(end))
 }
 
+/// Rollups, in key order, and the distinct values seen.
+pub type Folded<'a> = (BTreeMap<RollupKey<'a>, Rollup<'a>>, BTreeSet<(RollupKey<'a>, &'a str)>);
+
 /// Folds accepted readings into rollups and distinct values, in key order (the order rows are
 /// written in, so that concurrent batches lock them in one order). `None` on overflow.
-#[allow(clippy::type_complexity)]
-pub fn fold(accepted: &[Accepted<'_>]) -> Option<(BTreeMap<RollupKey, Rollup>, Vec<(RollupKey, String)>)> {
-    let mut rollups: BTreeMap<RollupKey, Rollup> = BTreeMap::new();
-    let mut distinct = std::collections::BTreeSet::new();
+pub fn fold<'a>(accepted: &'a [Accepted<'a>]) -> Option<Folded<'a>> {
+    let mut rollups: BTreeMap<RollupKey<'a>, Rollup<'a>> = BTreeMap::new();
+    let mut distinct = BTreeSet::new();
     for a in accepted {
         let key = RollupKey {
-            meter: a.meter.to_owned(),
-            customer: a.customer.to_owned(),
+            meter: a.meter,
+            customer: a.customer,
             minute: minute_of(a.timestamp),
-            group: a.reading.group.clone(),
+            group: a.reading.group_key(),
         };
         if let Some(value) = &a.reading.distinct {
-            distinct.insert((key.clone(), value.clone()));
+            distinct.insert((key, value.as_str()));
         }
         let one = Rollup::of(a);
         match rollups.get_mut(&key) {
@@ -303,7 +315,7 @@ pub fn fold(accepted: &[Accepted<'_>]) -> Option<(BTreeMap<RollupKey, Rollup>, V
             }
         }
     }
-    Some((rollups, distinct.into_iter().collect()))
+    Some((rollups, distinct))
 }
 
 #[cfg(test)]
@@ -339,10 +351,10 @@ mod tests {
     #[test]
     fn readings_take_whole_numbers_and_refuse_what_is_missing() {
         let sum = meter(Aggregation::Sum, Some("$.tokens"), &["$.region"]);
-        let r = sum.read("events[0].", &json!({"tokens": 12, "region": "eu"})).unwrap();
-        assert_eq!((r.value, r.group.as_str()), (12, r#"["eu"]"#));
-        let r = sum.read("events[0].", &json!({"tokens": 0})).unwrap();
-        assert_eq!(r.group, "[null]");
+        let r = sum.read(&json!({"tokens": 12, "region": "eu"})).unwrap();
+        assert_eq!((r.value, r.group_key()), (12, r#"["eu"]"#));
+        let r = sum.read(&json!({"tokens": 0})).unwrap();
+        assert_eq!(r.group_key(), "[null]");
         for (properties, code) in [
             (json!({}), "missing_meter_value"),
             (json!({"tokens": 1.5}), "invalid_meter_value"),
@@ -351,21 +363,19 @@ mod tests {
             (json!({"tokens": MAX_VALUE + 1}), "invalid_meter_value"),
             (json!({"tokens": 1, "region": {"a": 1}}), "invalid_meter_value"),
         ] {
-            let e = sum.read("events[2].", &properties).unwrap_err();
+            let e = sum.read(&properties).unwrap_err();
             assert_eq!(e.code, code, "{properties}");
-            assert!(e.field.starts_with("events[2].properties."), "{}", e.field);
+            assert!(e.field.starts_with("properties."), "{}", e.field);
         }
         let unique = meter(Aggregation::UniqueCount, Some("$.user"), &[]);
         assert_eq!(
-            unique.read("e", &json!({"user": "u1"})).unwrap().distinct.as_deref(),
+            unique.read(&json!({"user": "u1"})).unwrap().distinct.as_deref(),
             Some("u1")
         );
-        assert_eq!(
-            unique.read("e", &json!({"user": 7})).unwrap().distinct.as_deref(),
-            Some("7")
-        );
+        assert_eq!(unique.read(&json!({"user": 7})).unwrap().distinct.as_deref(), Some("7"));
         let count = meter(Aggregation::Count, None, &[]);
-        assert_eq!(count.read("e", &json!({})).unwrap().value, 0);
+        let r = count.read(&json!({})).unwrap();
+        assert_eq!((r.value, r.group_key()), (0, NO_GROUP));
     }
 
     #[test]
@@ -373,7 +383,7 @@ mod tests {
         let reading = |value| Reading {
             value,
             distinct: None,
-            group: "[]".into(),
+            group: None,
         };
         let events = [
             ("b", 125, 5),

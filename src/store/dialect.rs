@@ -111,7 +111,7 @@ impl Backend {
 
 impl Backend {
     /// A table (`alias`) of the objects of the JSON array bound at `param`, one row each, with
-    /// `columns` (name, `text` or `bigint`) read from their members: how a batch of rows goes to
+    /// `columns` (name, `text`, `bigint` or `json`) read from their members: how a batch of rows goes to
     /// the database as one parameter, in one statement whatever its size.
     pub fn json_records(self, param: &str, alias: &str, columns: &[(&str, &str)]) -> String {
         match self {

@@ -44,7 +44,8 @@ pub async fn claim(
 }
 
 /// Stores events: a JSON array of `{identifier, event_name, customer_id, occurred, properties}`
-/// (`properties` as JSON text).
+/// (`properties` a JSON object, stored as its text: read as `json` on PostgreSQL, whose text is
+/// kept as sent rather than unescaped from a string).
 #[tracing::instrument(target = "otel", level = "debug", name = "db meter_events.insert", skip_all, fields(otel.kind = "client"))]
 pub async fn insert(
     conn: &mut AnyConnection,
@@ -61,12 +62,12 @@ pub async fn insert(
             ("event_name", "text"),
             ("customer_id", "text"),
             ("occurred", "bigint"),
-            ("properties", "text"),
+            ("properties", "json"),
         ],
     );
     let sql = AssertSqlSafe(format!(
         "INSERT INTO meter_events (tenant_id, identifier, event_name, customer_id, occurred, properties, received) \
-         SELECT $1, e.identifier, e.event_name, e.customer_id, e.occurred, e.properties, $3 FROM {rows}"
+         SELECT $1, e.identifier, e.event_name, e.customer_id, e.occurred, CAST(e.properties AS TEXT), $3 FROM {rows}"
     ));
     sqlx::query(sql)
         .bind(tenant)

@@ -45,6 +45,8 @@ fn the_readme_walkthrough_runs_as_written() {
         r#"{"total":22500,"applied_balance":3000,"amount_due":19500}"#,
         r#"{"number":"INV-CN-000001","pre_payment_amount":248,"refund_amount":0}"#,
         r#"[{"billing_reason":"subscription_create","period_start":"2025-01-31T00:00:00Z","total":3000},{"billing_reason":"subscription_cycle","period_start":"2025-02-28T00:00:00Z","total":3000}]"#,
+        r#"["duplicate","duplicate","accepted"]"#,
+        r#"[{"aggregation":"sum","value":250,"events":3}]"#,
     ] {
         assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
     }

@@ -28,6 +28,7 @@ backend_tests!(
     concurrent_batches_sharing_identifiers_count_each_once,
     usage_equals_the_accepted_events,
     a_killed_server_and_a_client_retrying_everything_count_each_event_once,
+    a_write_that_fails_after_its_claim_leaves_nothing_claimed,
 );
 
 fn statuses(batch: &Value) -> Vec<&str> {
@@ -241,6 +242,71 @@ async fn meters_count_each_event_once_and_usage_adds_up(backend: Backend) {
     // The default window: this UTC month, the customer having no subscription.
     let month = api.get(&format!("/v1/customers/{customer}/usage")).await.expect(200);
     assert!(month["start"].as_i64().unwrap() <= base && month["end"].as_i64().unwrap() > billing_api::clock::now());
+}
+
+/// The write fails inside its transaction, after the identifiers were claimed and the events
+/// stored: the database refuses the rollups (a trigger the test adds, as a full disk or a broken
+/// connection would). The client gets a 5xx, nothing is left claimed, and its retry counts each
+/// event once.
+async fn a_write_that_fails_after_its_claim_leaves_nothing_claimed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    api.post("/v1/meters", json!({"event_name": "call", "aggregation": "count"}))
+        .await
+        .expect(201);
+    let sabotage = match backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER fail_rollups BEFORE INSERT ON meter_rollups \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                .to_owned(),
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION fail_rollups() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$"
+                .to_owned(),
+            "CREATE TRIGGER fail_rollups BEFORE INSERT ON meter_rollups \
+             FOR EACH ROW EXECUTE FUNCTION fail_rollups()"
+                .to_owned(),
+        ],
+    };
+    let mut conn = app.store.pool().acquire().await.unwrap();
+    for sql in &sabotage {
+        sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let batch = json!({"events": (0..20)
+        .map(|i| json!({"identifier": format!("f-{i}"), "event_name": "call", "customer": customer}))
+        .collect::<Vec<_>>()});
+    let failed = api.post("/v1/meter_events", batch.clone()).await;
+    assert!(
+        failed.status >= 500,
+        "the injected failure is a server error: {}",
+        failed.body
+    );
+    let claimed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meter_event_ids")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meter_events")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!((claimed, stored), (0, 0), "the failed write left nothing behind");
+    let mend = match backend {
+        Backend::Sqlite => "DROP TRIGGER fail_rollups",
+        Backend::Postgres => "DROP TRIGGER fail_rollups ON meter_rollups",
+    };
+    sqlx::query(mend).execute(&mut *conn).await.unwrap();
+    drop(conn);
+    let retried = api.post("/v1/meter_events", batch.clone()).await.expect(200);
+    assert_eq!((&retried["accepted"], &retried["duplicates"]), (&json!(20), &json!(0)));
+    let again = api.post("/v1/meter_events", batch).await.expect(200);
+    assert_eq!(again["duplicates"], 20);
+    let usage = api.get(&format!("/v1/customers/{customer}/usage")).await.expect(200);
+    assert_eq!(usage["meters"][0]["value"], 20, "each event counted once");
 }
 
 async fn a_refused_batch_claims_nothing_and_its_retry_counts_once(backend: Backend) {

@@ -34,13 +34,7 @@ pub fn key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
-    let bytes = value.as_bytes();
-    let visible = |b: &u8| (b'!'..=b'~').contains(b);
-    let valid = (1..=MAX_KEY_LEN).contains(&bytes.len())
-        && bytes.iter().all(|b| visible(b) || *b == b' ')
-        && bytes.first().is_some_and(visible)
-        && bytes.last().is_some_and(visible);
-    valid
+    is_key_shaped(value.as_bytes())
         .then(|| value.to_str().ok().map(|k| Some(k.to_owned())))
         .flatten()
         .ok_or_else(|| {
@@ -51,6 +45,16 @@ pub fn key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
                 format!("an Idempotency-Key is 1 to {MAX_KEY_LEN} visible ASCII characters"),
             )
         })
+}
+
+/// Whether `bytes` are a key's shape ([`KEY_PATTERN`]): 1 to 255 visible ASCII characters,
+/// spaces only inside. Meter event identifiers have the same shape.
+pub fn is_key_shaped(bytes: &[u8]) -> bool {
+    let visible = |b: &u8| (b'!'..=b'~').contains(b);
+    (1..=MAX_KEY_LEN).contains(&bytes.len())
+        && bytes.iter().all(|b| visible(b) || *b == b' ')
+        && bytes.first().is_some_and(visible)
+        && bytes.last().is_some_and(visible)
 }
 
 /// Keys being processed by this process.

@@ -86,12 +86,7 @@ fn read_event(c: &mut Check, prefix: &str, value: &Value, now: i64, oldest: i64)
         }
     };
     let identifier = text(c, "identifier").and_then(|id| {
-        let visible = |b: &u8| (b'!'..=b'~').contains(b);
-        let bytes = id.as_bytes();
-        let valid = (1..=255).contains(&bytes.len())
-            && bytes.iter().all(|b| visible(b) || *b == b' ')
-            && bytes.first().is_some_and(visible)
-            && bytes.last().is_some_and(visible);
+        let valid = super::idempotency::is_key_shaped(id.as_bytes());
         if !valid {
             c.error(
                 format!("{prefix}identifier"),

@@ -315,9 +315,9 @@ pub async fn usage(
     for meter in all {
         let spec = meters::spec(&meter)?;
         let unique = spec.aggregation == Aggregation::UniqueCount;
-        let totals = meters::group_totals(conn, tenant, &meter.id, customer, first, last, unique).await?;
+        let totals = meters::group_totals(conn, tenant, &meter.id, customer, (first, last), spec.aggregation).await?;
         let distinct = if unique {
-            meters::distinct_total(conn, tenant, &meter.id, customer, first, last).await?
+            meters::distinct_count(conn, tenant, &meter.id, customer, (first, last), None).await?
         } else {
             0
         };

@@ -104,19 +104,18 @@ pub struct GroupTotals {
 }
 
 /// The meter's rollups for the customer over the minutes in `[start, end)`, per group: one
-/// range of the rollups' primary key, whatever the number of events behind them.
+/// range of the rollups' primary key, whatever the number of events behind them. The latest
+/// event's identifier and value are read for a `latest` meter only, the distinct values for a
+/// `unique_count` meter only.
 #[tracing::instrument(target = "otel", level = "debug", name = "db meters.group_totals", skip_all, fields(otel.kind = "client"))]
 pub async fn group_totals(
     conn: &mut AnyConnection,
     tenant: &str,
     meter: &str,
     customer: &str,
-    start: i64,
-    end: i64,
-    distinct: bool,
+    (start, end): (i64, i64),
+    aggregation: Aggregation,
 ) -> Result<Vec<GroupTotals>, sqlx::Error> {
-    // The latest of each group: the row whose (latest_at, latest_id) no other row of the group
-    // passes, read with the sums in the same pass over the range.
     let rows = sqlx::query(
         "SELECT group_key, CAST(SUM(events) AS BIGINT) AS events, CAST(SUM(value_sum) AS BIGINT) AS value_sum, MAX(value_max) AS value_max, \
          MAX(latest_at) AS latest_at FROM meter_rollups \
@@ -134,33 +133,25 @@ pub async fn group_totals(
     for row in &rows {
         let group: String = get(row, "group_key")?;
         let latest_at: i64 = get(row, "latest_at")?;
-        // Within the latest second, the greatest identifier: a second holds few rollups (one
-        // minute's), so this reads one row of the key.
-        let latest: (String, i64) = sqlx::query_as(
-            "SELECT latest_id, latest_value FROM meter_rollups \
-             WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute = $4 AND group_key = $5",
-        )
-        .bind(tenant)
-        .bind(meter)
-        .bind(customer)
-        .bind(crate::domain::metering::minute_of(latest_at))
-        .bind(&group)
-        .fetch_one(&mut *conn)
-        .await?;
-        let distinct_values = if distinct {
-            sqlx::query_scalar(
-                "SELECT COUNT(DISTINCT value) FROM meter_distinct_values \
-                 WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute >= $4 AND minute < $5 \
-                 AND group_key = $6",
+        let (latest_id, latest_value) = if aggregation == Aggregation::Latest {
+            // Within the latest second, the greatest identifier: all the events of that second
+            // are in one rollup (its minute's), so this reads one row of the key.
+            sqlx::query_as(
+                "SELECT latest_id, latest_value FROM meter_rollups \
+                 WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute = $4 AND group_key = $5",
             )
             .bind(tenant)
             .bind(meter)
             .bind(customer)
-            .bind(start)
-            .bind(end)
+            .bind(crate::domain::metering::minute_of(latest_at))
             .bind(&group)
             .fetch_one(&mut *conn)
             .await?
+        } else {
+            (String::new(), 0)
+        };
+        let distinct = if aggregation == Aggregation::UniqueCount {
+            distinct_count(conn, tenant, meter, customer, (start, end), Some(&group)).await?
         } else {
             0
         };
@@ -168,33 +159,36 @@ pub async fn group_totals(
             events: get(row, "events")?,
             sum: get(row, "value_sum")?,
             max: get(row, "value_max")?,
-            latest: (latest_at, latest.0, latest.1),
-            distinct: distinct_values,
+            latest: (latest_at, latest_id, latest_value),
+            distinct,
             group,
         });
     }
     Ok(totals)
 }
 
-/// Distinct values over every group (a value seen in two groups counts once).
-#[tracing::instrument(target = "otel", level = "debug", name = "db meters.distinct_total", skip_all, fields(otel.kind = "client"))]
-pub async fn distinct_total(
+/// The distinct values over the minutes in `[start, end)`, of one group or of every group (a
+/// value seen in two groups counts once).
+#[tracing::instrument(target = "otel", level = "debug", name = "db meters.distinct_count", skip_all, fields(otel.kind = "client"))]
+pub async fn distinct_count(
     conn: &mut AnyConnection,
     tenant: &str,
     meter: &str,
     customer: &str,
-    start: i64,
-    end: i64,
+    (start, end): (i64, i64),
+    group: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT COUNT(DISTINCT value) FROM meter_distinct_values \
-         WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute >= $4 AND minute < $5",
+         WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute >= $4 AND minute < $5 \
+         AND ($6 IS NULL OR group_key = $6)",
     )
     .bind(tenant)
     .bind(meter)
     .bind(customer)
     .bind(start)
     .bind(end)
+    .bind(group)
     .fetch_one(conn)
     .await
 }

@@ -11,15 +11,16 @@ use super::input::{Check, Field, Unknown};
 use super::list::{self, List};
 use super::problem::Problem;
 use super::read::Read;
-use super::schema::{CurrencyCode, MetadataParam, ProductId, Text256};
+use super::schema::{CurrencyCode, MetadataParam, MeterId, ProductId, Text256};
 use super::write::{Done, Write};
 use crate::billing::catalog::{self as ops, NewPrice, NewVersion, PriceUpdate, Pricing};
 use crate::domain::calendar::Cadence;
 use crate::domain::ids::Kind;
 use crate::domain::metadata::Metadata;
+use crate::domain::metering::MAX_VALUE;
 use crate::domain::money::MAX_AMOUNT;
-use crate::domain::pricing::{self, MAX_QUANTITY, MAX_TIERS, Tier};
-use crate::objects::{Interval, Price, PriceTier, Recurring, TiersMode};
+use crate::domain::pricing::{self, MAX_TIERS, MAX_USAGE_BOUND, Tier};
+use crate::objects::{Interval, Price, PriceRecurring, PriceTier, Round, TiersMode, TransformQuantity, UsageType};
 use crate::store::catalog::PriceFilter;
 
 /// The longest interval count, for any unit (3 years in days); each unit has its own limit.
@@ -35,17 +36,42 @@ pub struct RecurringParams {
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_095)]
     pub interval_count: Field<i64>,
+    /// `licensed` (the default): items are billed a quantity, in advance. `metered`: items are
+    /// billed what `meter` counted for the customer, in arrears.
+    #[serde(default)]
+    #[schema(value_type = Option<UsageType>)]
+    pub usage_type: Field<String>,
+    /// For `metered` (required then, refused otherwise): the meter whose usage it bills.
+    #[serde(default)]
+    #[schema(value_type = Option<MeterId>)]
+    pub meter: Field<String>,
     #[serde(flatten)]
     #[schema(ignore)]
     pub unknown: Unknown,
 }
 
-/// One tier of a tiered price.
+/// Package pricing, for a metered `per_unit` price: usage divided by `divide_by`, rounded `up`
+/// or `down`; `unit_amount` is then the price of one package.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransformParams {
+    #[serde(default)]
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_i64, required = true)]
+    pub divide_by: Field<i64>,
+    #[serde(default)]
+    #[schema(value_type = Round, required = true)]
+    pub round: Field<String>,
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: Unknown,
+}
+
+/// One tier of a tiered price. `up_to` is at most 1,000,000 for a licensed price (an item's
+/// largest quantity).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TierParams {
     /// The last unit of this tier, inclusive; absent or `null` on the last tier only.
     #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub up_to: Field<i64>,
     /// The amount of each unit in this tier.
     #[serde(default)]
@@ -69,6 +95,8 @@ pub struct PricingParams {
     pub tiers_mode: Field<String>,
     #[serde(default)]
     pub tiers: Field<Vec<TierParams>>,
+    #[serde(default)]
+    pub transform_quantity: Field<TransformParams>,
 }
 
 /// A new price, as read.
@@ -107,6 +135,8 @@ pub struct PriceCreateParams {
     /// 1 to 8 tiers, `up_to` increasing, the last one unbounded (422 `invalid_tiers`).
     #[schema(min_items = 1, max_items = 8)]
     tiers: Option<Vec<TierParams>>,
+    /// Package pricing (metered `per_unit` prices only; 422 `package_not_allowed` otherwise).
+    transform_quantity: Option<TransformParams>,
     nickname: Option<Text256>,
     /// `true` when not given.
     active: Option<bool>,
@@ -124,6 +154,8 @@ pub struct PriceVersionParams {
     tiers_mode: Option<TiersMode>,
     #[schema(min_items = 1, max_items = 8)]
     tiers: Option<Vec<TierParams>>,
+    /// Package pricing (metered `per_unit` prices only; 422 `package_not_allowed` otherwise).
+    transform_quantity: Option<TransformParams>,
     nickname: Option<Text256>,
     metadata: Option<MetadataParam>,
 }
@@ -161,9 +193,17 @@ pub struct PriceUpdateParams {
 }
 
 /// Fields that say what a price charges: never changed by an update.
-const FIXED: &[&str] = &["product", "currency", "recurring", "unit_amount", "tiers_mode", "tiers"];
+const FIXED: &[&str] = &[
+    "product",
+    "currency",
+    "recurring",
+    "unit_amount",
+    "tiers_mode",
+    "tiers",
+    "transform_quantity",
+];
 
-fn check_recurring(c: &mut Check, p: RecurringParams) -> Option<Recurring> {
+fn check_recurring(c: &mut Check, p: RecurringParams) -> Option<PriceRecurring> {
     c.unknown("recurring.", &p.unknown);
     let interval = c.required("recurring.interval", p.interval).and_then(|s| {
         let interval = Interval::parse(&s);
@@ -174,7 +214,38 @@ fn check_recurring(c: &mut Check, p: RecurringParams) -> Option<Recurring> {
     });
     let count = c.optional("recurring.interval_count", p.interval_count);
     let count = c.range("recurring.interval_count", count, 1..=MAX_INTERVAL_COUNT);
+    let usage_type = match c.optional("recurring.usage_type", p.usage_type) {
+        None => Some(UsageType::Licensed),
+        Some(s) => {
+            let usage_type = UsageType::parse(&s);
+            if usage_type.is_none() {
+                c.error("recurring.usage_type", "invalid", "licensed or metered");
+            }
+            usage_type
+        }
+    };
+    let meter_given = !matches!(p.meter, Field::Missing);
+    let meter = c.optional("recurring.meter", p.meter);
+    let meter = c.id("recurring.meter", meter, Kind::Meter);
+    match (usage_type, &meter) {
+        (Some(UsageType::Metered), None) if !meter_given => {
+            c.error(
+                "recurring.meter",
+                "meter_required",
+                "a metered price names the meter it bills",
+            );
+        }
+        (Some(UsageType::Licensed), Some(_)) => {
+            c.error(
+                "recurring.meter",
+                "meter_not_allowed",
+                "only a metered price bills a meter",
+            );
+        }
+        _ => {}
+    }
     let interval = interval?;
+    let usage_type = usage_type?;
     let count = count.unwrap_or(1);
     let within = u16::try_from(count)
         .ok()
@@ -192,9 +263,28 @@ fn check_recurring(c: &mut Check, p: RecurringParams) -> Option<Recurring> {
         );
         return None;
     }
-    Some(Recurring {
+    Some(PriceRecurring {
         interval,
         interval_count: count,
+        usage_type,
+        meter,
+    })
+}
+
+fn check_transform(c: &mut Check, p: TransformParams) -> Option<TransformQuantity> {
+    c.unknown("transform_quantity.", &p.unknown);
+    let divide_by = c.required("transform_quantity.divide_by", p.divide_by);
+    let divide_by = c.range("transform_quantity.divide_by", divide_by, 1..=MAX_VALUE);
+    let round = c.required("transform_quantity.round", p.round).and_then(|s| {
+        let round = Round::parse(&s);
+        if round.is_none() {
+            c.error("transform_quantity.round", "invalid", "up or down");
+        }
+        round
+    });
+    Some(TransformQuantity {
+        divide_by: divide_by?,
+        round: round?,
     })
 }
 
@@ -202,7 +292,7 @@ fn check_tier(c: &mut Check, i: usize, p: TierParams) -> Option<PriceTier> {
     let f = |name: &str| format!("tiers[{i}].{name}");
     c.unknown(&format!("tiers[{i}]."), &p.unknown);
     let up_to = c.optional(&f("up_to"), p.up_to);
-    let up_to = c.range(&f("up_to"), up_to, 1..=MAX_QUANTITY);
+    let up_to = c.range(&f("up_to"), up_to, 1..=MAX_USAGE_BOUND);
     let unit_amount = c.required(&f("unit_amount"), p.unit_amount);
     let unit_amount = c.range(&f("unit_amount"), unit_amount, 0..=MAX_AMOUNT);
     let flat_amount = c.optional(&f("flat_amount"), p.flat_amount);
@@ -225,6 +315,8 @@ fn check_pricing(c: &mut Check, p: PricingParams) -> Option<Pricing> {
         }
         mode
     });
+    let transform = c.optional("transform_quantity", p.transform_quantity);
+    let transform = transform.map(|t| check_transform(c, t));
     let tiers = c.optional("tiers", p.tiers);
     let tiers = tiers.map(|tiers| {
         if tiers.is_empty() || tiers.len() > MAX_TIERS {
@@ -238,10 +330,24 @@ fn check_pricing(c: &mut Check, p: PricingParams) -> Option<Pricing> {
             .collect::<Option<Vec<_>>>()
     });
     match (unit_amount, mode, tiers) {
-        (Some(unit_amount), None, None) => Some(Pricing::PerUnit { unit_amount }),
+        (Some(unit_amount), None, None) => Some(Pricing::PerUnit {
+            unit_amount,
+            transform: match transform {
+                None => None,
+                Some(t) => Some(t?),
+            },
+        }),
         (None, Some(mode), Some(Some(tiers))) => {
+            if transform.is_some() {
+                c.error(
+                    "transform_quantity",
+                    "package_not_allowed",
+                    "package pricing is for per_unit prices",
+                );
+                return None;
+            }
             let domain: Vec<Tier> = tiers.iter().map(PriceTier::tier).collect();
-            if let Err(e) = pricing::check_tiers(&domain) {
+            if let Err(e) = pricing::check_tiers(&domain, MAX_USAGE_BOUND) {
                 c.error(e.field, "invalid_tiers", e.message);
                 return None;
             }

@@ -142,6 +142,10 @@ schema!(
     PaymentId => id(Kind::Payment)
 );
 schema!(
+    /// A meter id (`mtr_…`).
+    MeterId => id(Kind::Meter)
+);
+schema!(
     /// A product id (`prod_…`).
     ProductId => id(Kind::Product)
 );

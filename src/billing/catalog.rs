@@ -10,7 +10,10 @@ use sqlx::AnyConnection;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::metadata::Metadata;
 use crate::domain::money::Currency;
-use crate::objects::{BillingScheme, Price, PriceTier, Product, Recurring, TiersMode};
+use crate::domain::pricing::MAX_QUANTITY;
+use crate::objects::{
+    BillingScheme, Price, PriceRecurring, PriceTier, Product, TiersMode, TransformQuantity, UsageType,
+};
 use crate::operation::{Ctx, Error, Result};
 use crate::store::catalog::{self, PriceFilter};
 use crate::store::page::{Page, PageQuery};
@@ -36,15 +39,22 @@ pub struct ProductUpdate {
 /// What a price charges per period, already checked (`domain::pricing::check_tiers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pricing {
-    PerUnit { unit_amount: i64 },
-    Tiered { mode: TiersMode, tiers: Vec<PriceTier> },
+    /// With `transform`, in packages (metered prices only).
+    PerUnit {
+        unit_amount: i64,
+        transform: Option<TransformQuantity>,
+    },
+    Tiered {
+        mode: TiersMode,
+        tiers: Vec<PriceTier>,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct NewPrice {
     pub product_id: String,
     pub currency: Currency,
-    pub recurring: Recurring,
+    pub recurring: PriceRecurring,
     pub pricing: Pricing,
     pub nickname: Option<String>,
     pub active: bool,
@@ -114,17 +124,57 @@ pub async fn list_products(conn: &mut AnyConnection, tenant: &str, page: &PageQu
     Ok(catalog::list_products(conn, tenant, page).await?)
 }
 
-fn price_fields(pricing: Pricing) -> (BillingScheme, Option<i64>, Option<TiersMode>, Option<Vec<PriceTier>>) {
-    match pricing {
-        Pricing::PerUnit { unit_amount } => (BillingScheme::PerUnit, Some(unit_amount), None, None),
-        Pricing::Tiered { mode, tiers } => (BillingScheme::Tiered, None, Some(mode), Some(tiers)),
-    }
+type PriceFields = (
+    BillingScheme,
+    Option<i64>,
+    Option<TransformQuantity>,
+    Option<TiersMode>,
+    Option<Vec<PriceTier>>,
+);
+
+/// The price's columns for `pricing`, checked against how it bills: packages are for metered
+/// prices only, and a licensed price's tiers are bounded by the largest quantity an item may have
+/// (422 `package_not_allowed`, `out_of_range`).
+fn price_fields(pricing: Pricing, usage_type: UsageType) -> Result<PriceFields> {
+    Ok(match pricing {
+        Pricing::PerUnit { unit_amount, transform } => {
+            if transform.is_some() && usage_type == UsageType::Licensed {
+                return Err(Error::invalid(
+                    "transform_quantity",
+                    "package_not_allowed",
+                    "package pricing is for metered prices (a licensed item's quantity is its count of units)",
+                ));
+            }
+            (BillingScheme::PerUnit, Some(unit_amount), transform, None, None)
+        }
+        Pricing::Tiered { mode, tiers } => {
+            if usage_type == UsageType::Licensed
+                && let Some(i) = tiers.iter().position(|t| t.up_to.is_some_and(|u| u > MAX_QUANTITY))
+            {
+                return Err(Error::invalid(
+                    &format!("tiers[{i}].up_to"),
+                    "invalid_tiers",
+                    format!(
+                        "a licensed price's tiers are bounded at most at {MAX_QUANTITY}, an item's largest quantity"
+                    ),
+                ));
+            }
+            (BillingScheme::Tiered, None, None, Some(mode), Some(tiers))
+        }
+    })
 }
 
 pub async fn create_price(conn: &mut AnyConnection, ctx: &Ctx, input: NewPrice) -> Result<Price> {
     // The product must be this tenant's (a reference to another's is a missing product).
     get_product(conn, &ctx.tenant, &input.product_id).await?;
-    let (billing_scheme, unit_amount, tiers_mode, tiers) = price_fields(input.pricing);
+    // So must the meter a metered price bills.
+    if let Some(meter) = &input.recurring.meter
+        && crate::store::meters::find(conn, &ctx.tenant, meter).await?.is_none()
+    {
+        return Err(Error::NotFound("meter"));
+    }
+    let (billing_scheme, unit_amount, transform_quantity, tiers_mode, tiers) =
+        price_fields(input.pricing, input.recurring.usage_type)?;
     let price = Price {
         id: new_id(Kind::Price),
         object: Price::OBJECT,
@@ -135,6 +185,7 @@ pub async fn create_price(conn: &mut AnyConnection, ctx: &Ctx, input: NewPrice) 
         recurring: input.recurring,
         billing_scheme,
         unit_amount,
+        transform_quantity,
         tiers_mode,
         tiers,
         version: 1,
@@ -196,7 +247,8 @@ pub async fn create_version(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input
     if let Some(changes) = input.metadata {
         super::merge_metadata(&mut metadata, changes)?;
     }
-    let (billing_scheme, unit_amount, tiers_mode, tiers) = price_fields(input.pricing);
+    let (billing_scheme, unit_amount, transform_quantity, tiers_mode, tiers) =
+        price_fields(input.pricing, previous.recurring.usage_type)?;
     let price = Price {
         id: new_id(Kind::Price),
         object: Price::OBJECT,
@@ -204,9 +256,10 @@ pub async fn create_version(conn: &mut AnyConnection, ctx: &Ctx, id: &str, input
         currency: previous.currency.clone(),
         active: true,
         nickname: input.nickname.or_else(|| previous.nickname.clone()),
-        recurring: previous.recurring,
+        recurring: previous.recurring.clone(),
         billing_scheme,
         unit_amount,
+        transform_quantity,
         tiers_mode,
         tiers,
         version: previous.version + 1,

@@ -36,8 +36,10 @@ use crate::store::{catalog, credits};
 use super::invoices::NewLine;
 use super::merge_metadata;
 use super::subscriptions::{
-    MAX_ITEMS, Names, advance, calendar_error, check_price, cycle_of, lock, pending_line, period_lines, prices_of,
+    MAX_ITEMS, Names, advance, calendar_error, check_price, cycle_of, lock, one_item_per_meter, pending_line,
+    period_lines, prices_of,
 };
+use super::usage;
 
 /// What a change does to the current period, as Stripe's `proration_behavior`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,11 @@ struct Plan {
     /// Charges for the rest of the period, pending (not on an invoice yet).
     debits: Vec<ChargeRow>,
     invoice_now: bool,
+    /// Metered items whose usage is billed up to `at` (removed, or moved to another price), as
+    /// they were.
+    usage_ends: Vec<(SubscriptionItem, Price)>,
+    /// Metered items whose usage counts from `at` (added, or moved to a metered price).
+    usage_starts: Vec<String>,
 }
 
 fn refuse_canceled(row: &SubscriptionRow) -> Result<()> {
@@ -305,15 +312,30 @@ async fn give_credits(
     for charge in cut.iter().chain(credits.iter().map(|c| &c.charge)) {
         charges::set_credited(conn, &ctx.tenant, &charge.id, charge.credited, charge.covered_until).await?;
     }
-    for credit in credits {
+    let given: Vec<(i64, &str)> = credits
+        .iter()
+        .map(|c| (c.shown.amount, c.shown.description.as_str()))
+        .collect();
+    credit_balance(conn, ctx, row, &given).await
+}
+
+/// Grows the customer's credit balance by each of `credits` (amount, description: one movement
+/// each), and moves their sum off what the customer owes in the ledger.
+pub(super) async fn credit_balance(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    credits: &[(i64, &str)],
+) -> Result<()> {
+    for &(amount, description) in credits {
         credits::record(
             conn,
             &credits::Movement {
                 tenant: &ctx.tenant,
                 customer_id: &row.customer_id,
                 currency: &row.currency,
-                amount: credit.shown.amount,
-                description: &credit.shown.description,
+                amount,
+                description,
                 subscription_id: Some(&row.id),
                 invoice_id: None,
                 created: ctx.now,
@@ -321,7 +343,7 @@ async fn give_credits(
         )
         .await?;
     }
-    let credited: i64 = credits.iter().map(|c| c.shown.amount).sum();
+    let credited: i64 = credits.iter().map(|c| c.0).sum();
     if credited > 0 {
         let movement = Movement {
             tenant: &ctx.tenant,
@@ -363,6 +385,7 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
     let before = subscriptions::items(conn, &ctx.tenant, id).await?;
     let (items, touched, deleted) = apply_items(conn, ctx, &row, before.clone(), &change.items).await?;
     let prices = prices_of(conn, &ctx.tenant, &items).await?;
+    one_item_per_meter(conn, &ctx.tenant, &row.customer_id, Some(&row.id), &prices).await?;
     let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
     let lines = period_lines(&quantities, &prices)?;
     // An item is changed when its price or quantity is; one updated to what it was is not.
@@ -381,6 +404,24 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
         .iter()
         .filter(|i| changed(i) && before.iter().any(|b| b.id == i.id))
         .cloned()
+        .collect();
+    // A metered item's usage is billed at the price it had when it happened: a new price starts
+    // a new window at `at`.
+    let repriced = |id: &str, price: &str| before.iter().any(|b| b.id == id && b.price != price);
+    let before_prices = prices_of(conn, &ctx.tenant, &before).await?;
+    let usage_ends: Vec<(SubscriptionItem, Price)> = before
+        .iter()
+        .zip(&before_prices)
+        .filter(|(b, p)| {
+            p.meter().is_some() && (deleted.contains(&b.id) || items.iter().any(|i| i.id == b.id && i.price != b.price))
+        })
+        .map(|(b, p)| (b.clone(), p.clone()))
+        .collect();
+    let usage_starts: Vec<String> = items
+        .iter()
+        .zip(&prices)
+        .filter(|(i, p)| p.meter().is_some() && (added.iter().any(|a| a.id == i.id) || repriced(&i.id, &i.price)))
+        .map(|(i, _)| i.id.clone())
         .collect();
 
     let (mut credits, mut cut) = (Vec::new(), Vec::new());
@@ -425,7 +466,8 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
         };
         let mut names = Names::default();
         for (item, price) in items.iter().zip(&prices) {
-            if !(changed(item) || added.iter().any(|a| a.id == item.id)) {
+            if !(changed(item) || added.iter().any(|a| a.id == item.id)) || price.meter().is_some() {
+                // Unchanged, or billed in arrears (`usage`).
                 continue;
             }
             let too_large = || Error::invalid("items", "amount_too_large", "the period's amount is too large");
@@ -489,6 +531,8 @@ async fn plan(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: &Change) ->
         cut,
         debits,
         invoice_now,
+        usage_ends,
+        usage_starts,
     })
 }
 
@@ -504,7 +548,11 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: Chang
     // planner after them stands (and is stored for the idempotency key) with them, as if the
     // cycle had run just before the request.
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;
-    let plan = plan(conn, ctx, id, &change).await?;
+    let mut plan = plan(conn, ctx, id, &change).await?;
+    // Usage up to the change at the prices it happened at, waiting for the next invoice (none in
+    // a trial).
+    let ending = ending_usage(&plan.usage_ends);
+    usage::settle(conn, ctx, &plan.row, &ending, plan.at, plan.row.status.bills()).await?;
     for item in &plan.added {
         subscriptions::insert_item(conn, &ctx.tenant, id, item).await?;
     }
@@ -513,6 +561,13 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: Chang
     }
     for item in &plan.deleted {
         subscriptions::delete_item(conn, &ctx.tenant, item).await?;
+    }
+    for item in &plan.usage_starts {
+        subscriptions::set_usage_billed_until(conn, &ctx.tenant, item, plan.at).await?;
+    }
+    if !plan.usage_starts.is_empty() && !plan.row.metered {
+        subscriptions::mark_metered(conn, &ctx.tenant, id).await?;
+        plan.row.metered = true;
     }
     give_credits(conn, ctx, &plan.row, &plan.credits, &plan.cut).await?;
     for debit in &plan.debits {
@@ -526,6 +581,12 @@ pub async fn update(conn: &mut AnyConnection, ctx: &Ctx, id: &str, change: Chang
     ctx.audit(conn, "subscription.updated", id).await?;
     ctx.emit(conn, "subscription.updated", &subscription).await?;
     Ok(subscription)
+}
+
+fn ending_usage(ends: &[(SubscriptionItem, Price)]) -> Vec<usage::Metered<'_>> {
+    ends.iter()
+        .filter_map(|(item, price)| price.meter().map(|meter| usage::Metered { item, price, meter }))
+        .collect()
 }
 
 pub(super) fn planned_line(line: NewLine) -> PlannedLine {
@@ -553,7 +614,12 @@ pub async fn preview(
     refuse_canceled(&row)?;
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;
     let plan = plan(conn, ctx, id, &change).await?;
-    let charges: Vec<PlannedLine> = plan.debits.iter().map(|d| planned_line(pending_line(d))).collect();
+    let mut charges: Vec<PlannedLine> = plan.debits.iter().map(|d| planned_line(pending_line(d))).collect();
+    if plan.row.status.bills() {
+        let ending = ending_usage(&plan.usage_ends);
+        let usage = usage::settle_preview(conn, &ctx.tenant, &plan.row, &ending, plan.at).await?;
+        charges.extend(usage.into_iter().map(planned_line));
+    }
     let invoice = if plan.invoice_now {
         let mut lines: Vec<PlannedLine> = charges::pending(conn, &ctx.tenant, id)
             .await?

@@ -278,6 +278,27 @@ fn value_of(aggregation: Aggregation, totals: &[&GroupTotals], distinct: i64) ->
     }
 }
 
+/// What `meter` counted for the customer over `[start, end)`, to the minute: the value the usage
+/// endpoint shows, and what a metered price bills.
+pub(super) async fn meter_value(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    meter: &Meter,
+    customer: &str,
+    (start, end): (i64, i64),
+) -> Result<i64> {
+    let spec = meters::spec(meter)?;
+    let minutes = metering::window_minutes(start, end);
+    let totals = meters::group_totals(conn, tenant, &meter.id, customer, minutes, spec.aggregation).await?;
+    let distinct = if spec.aggregation == Aggregation::UniqueCount {
+        meters::distinct_count(conn, tenant, &meter.id, customer, minutes, None).await?
+    } else {
+        0
+    };
+    let every: Vec<&GroupTotals> = totals.iter().collect();
+    Ok(value_of(spec.aggregation, &every, distinct))
+}
+
 /// The window usage is shown for when none is asked: the current period of the customer's
 /// latest subscription that is not canceled, else the UTC calendar month of `now`.
 pub async fn default_window(conn: &mut AnyConnection, tenant: &str, customer: &str, now: i64) -> Result<(i64, i64)> {

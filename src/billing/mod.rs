@@ -14,6 +14,7 @@ pub mod metering;
 pub mod payments;
 pub mod subscriptions;
 pub mod test_clocks;
+mod usage;
 
 use crate::domain::metadata::{self, Metadata};
 use crate::operation::{Error, Result};

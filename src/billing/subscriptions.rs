@@ -30,6 +30,7 @@ use crate::store::{catalog, credits, customers, tenants};
 
 use super::changes::planned_line;
 use super::invoices::{self, NewInvoice, NewLine, SubscriptionPeriod};
+use super::usage;
 
 /// The most items a subscription may have.
 pub const MAX_ITEMS: usize = 20;
@@ -78,10 +79,17 @@ pub(super) async fn checked_prices(
             .ok_or(Error::NotFound("price"))?;
         // The first price must be in the customer's currency; the others like the first.
         let (currency, recurring) = match prices.first() {
-            Some(first) => (Some(first.currency.as_str()), Some(&first.recurring)),
+            Some(first) => (Some(first.currency.as_str()), Some(first.recurring.every())),
             None => (customer_currency, None),
         };
-        check_price(&price, &format!("items[{i}]"), item.quantity, true, currency, recurring)?;
+        check_price(
+            &price,
+            &format!("items[{i}]"),
+            item.quantity,
+            true,
+            currency,
+            recurring.as_ref(),
+        )?;
         prices.push(price);
     }
     let quantities: Vec<i64> = items.iter().map(|i| i.quantity).collect();
@@ -89,14 +97,46 @@ pub(super) async fn checked_prices(
     Ok(prices)
 }
 
+/// 422 `duplicate_meter` when two items bill one meter, of this subscription or of another of
+/// the customer's that has not ended (`except` is the subscription being changed): usage is the
+/// customer's, and it would be billed twice.
+pub(super) async fn one_item_per_meter(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer: &str,
+    except: Option<&str>,
+    prices: &[Price],
+) -> Result<()> {
+    if prices.iter().all(|p| p.meter().is_none()) {
+        return Ok(());
+    }
+    let elsewhere = subscriptions::meters_billed(conn, tenant, customer, except).await?;
+    for (i, price) in prices.iter().enumerate() {
+        if let Some(meter) = price.meter()
+            && (prices[..i].iter().any(|p| p.meter() == Some(meter)) || elsewhere.iter().any(|m| m == meter))
+        {
+            return Err(Error::invalid(
+                &format!("items[{i}].price"),
+                "duplicate_meter",
+                format!("another item of the customer's subscriptions already bills the usage of {meter}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How many lines each period's invoice has for items of `quantities` at `prices` (one per item,
-/// tier reached and tier flat fee); 422 `too_many_invoice_lines` past an invoice's limit, which
-/// would make every period unbillable.
+/// tier reached and tier flat fee; for a metered item, as many as its tiers could make);
+/// 422 `too_many_invoice_lines` past an invoice's limit, which would make every period
+/// unbillable.
 pub(super) fn period_lines(quantities: &[i64], prices: &[Price]) -> Result<usize> {
     let lines: usize = quantities
         .iter()
         .zip(prices)
-        .filter_map(|(quantity, price)| Some(pricing::period_rows(&price.model()?, *quantity)?.len()))
+        .filter_map(|(quantity, price)| match price.meter() {
+            Some(_) => Some(price.tiers.as_ref().map_or(1, |tiers| 2 * tiers.len())),
+            None => Some(pricing::period_rows(&price.model()?, *quantity)?.len()),
+        })
         .sum();
     if lines > MAX_LINES {
         return Err(Error::invalid(
@@ -135,12 +175,23 @@ pub(super) fn check_price(
             format!("the price must be in {currency}, as the subscription (and its customer) are billed"),
         ));
     }
-    if recurring.is_some_and(|r| *r != price.recurring) {
+    if recurring.is_some_and(|r| *r != price.recurring.every()) {
         return Err(Error::invalid(
             &price_field,
             "interval_mismatch",
             "every item's price must have the same interval",
         ));
+    }
+    if price.meter().is_some() {
+        // What a metered item owes is its usage, known at the end of each period.
+        if quantity != 1 {
+            return Err(Error::invalid(
+                &format!("{field}.quantity"),
+                "quantity_not_allowed",
+                "a metered price bills its meter's usage, not a quantity",
+            ));
+        }
+        return Ok(());
     }
     if price
         .model()
@@ -170,6 +221,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
         .await?
         .ok_or(Error::NotFound("customer"))?;
     let prices = checked_prices(conn, &ctx.tenant, &input.items, customer.currency.as_deref()).await?;
+    one_item_per_meter(conn, &ctx.tenant, &customer.id, None, &prices).await?;
     let first = prices
         .first()
         .ok_or_else(|| Error::invalid("items", "required", "at least one item"))?;
@@ -217,7 +269,7 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
         time_zone: zone,
         anchor: local,
         anchor_fixed,
-        recurring: first.recurring,
+        recurring: first.recurring.every(),
         period_index: index,
         current_period_start: period.0,
         current_period_end: period.1,
@@ -230,8 +282,12 @@ pub async fn create(conn: &mut AnyConnection, ctx: &Ctx, input: NewSubscription)
         next_action_at: Some(period.1),
         metadata: input.metadata,
         created: now,
+        metered: prices.iter().any(|p| p.meter().is_some()),
     };
     subscriptions::insert(conn, &ctx.tenant, &row).await?;
+    if row.metered {
+        subscriptions::mark_metered(conn, &ctx.tenant, &row.id).await?;
+    }
     let items: Vec<SubscriptionItem> = input
         .items
         .iter()
@@ -323,6 +379,10 @@ pub(super) async fn period_bill(
     };
     let mut bills = Vec::with_capacity(items.len());
     for (item, price) in items.iter().zip(prices) {
+        if price.meter().is_some() {
+            // Billed in arrears, by `usage`.
+            continue;
+        }
         let name = names.of(conn, tenant, price).await?;
         let model = price.model().ok_or(Error::NotFound("price"))?;
         let too_large = || Error::invalid("items", "amount_too_large", "the period's amount is too large");
@@ -407,6 +467,9 @@ async fn bill_period(
     let pending = charges::pending(conn, &ctx.tenant, &row.id).await?;
     let mut lines: Vec<NewLine> = bills.iter().flat_map(|b| b.lines.iter().cloned()).collect();
     lines.extend(pending.iter().map(pending_line));
+    let usage_lines = usage_waiting(conn, ctx, row).await?;
+    let has_usage = !usage_lines.is_empty();
+    lines.extend(usage_lines);
     let span = Period {
         start: period.0,
         end: period.1,
@@ -416,6 +479,9 @@ async fn bill_period(
     let draft = draft_invoice(conn, ctx, row, lines, Some(span), reason).await?;
     if !pending.is_empty() {
         charges::attach_pending(conn, &ctx.tenant, &row.id, draft.id()).await?;
+    }
+    if has_usage {
+        usage::attach_pending(conn, &ctx.tenant, row, draft.id()).await?;
     }
     for bill in bills {
         charges::insert(
@@ -440,6 +506,16 @@ async fn bill_period(
         .await?;
     }
     invoices::finalize_draft(conn, ctx, draft).await
+}
+
+/// The usage lines the subscription's next invoice takes: what late events add to windows
+/// already billed (`usage::adjust`), then every usage line waiting.
+async fn usage_waiting(conn: &mut AnyConnection, ctx: &Ctx, row: &SubscriptionRow) -> Result<Vec<NewLine>> {
+    if !row.metered {
+        return Ok(Vec::new());
+    }
+    usage::adjust(conn, ctx, row).await?;
+    usage::pending_lines(conn, &ctx.tenant, row).await
 }
 
 /// Creates and finalizes one of the subscription's invoices.
@@ -483,8 +559,8 @@ async fn draft_invoice(
     .await
 }
 
-/// Invoices the proration charges waiting for an invoice, if any, at once (a change with
-/// `always_invoice`, the end of a subscription).
+/// Invoices the proration charges and usage waiting for an invoice, if any, at once (a change
+/// with `always_invoice`, a pause, the end of a subscription).
 pub(super) async fn invoice_pending(
     conn: &mut AnyConnection,
     ctx: &Ctx,
@@ -492,12 +568,18 @@ pub(super) async fn invoice_pending(
     reason: &'static str,
 ) -> Result<Option<Invoice>> {
     let pending = charges::pending(conn, &ctx.tenant, &row.id).await?;
-    if pending.is_empty() {
+    let usage_lines = usage_waiting(conn, ctx, row).await?;
+    if pending.is_empty() && usage_lines.is_empty() {
         return Ok(None);
     }
-    let lines = pending.iter().map(pending_line).collect();
+    let has_usage = !usage_lines.is_empty();
+    let mut lines: Vec<NewLine> = pending.iter().map(pending_line).collect();
+    lines.extend(usage_lines);
     let invoice = make_invoice(conn, ctx, row, lines, None, reason).await?;
     charges::attach_pending(conn, &ctx.tenant, &row.id, &invoice.id).await?;
+    if has_usage {
+        usage::attach_pending(conn, &ctx.tenant, row, &invoice.id).await?;
+    }
     Ok(Some(invoice))
 }
 
@@ -582,6 +664,7 @@ pub async fn cancel(
         return Ok(row.with_items(items));
     }
     let status = domain::transition(row.status, Action::Cancel)?;
+    let before = row.status;
     // A paused subscription has no period running to wait for the end of: it ends now.
     let at_period_end = at_period_end && row.status != Status::Paused;
     row.canceled_at = Some(ctx.now);
@@ -596,6 +679,8 @@ pub async fn cancel(
     };
     subscriptions::update(conn, &ctx.tenant, &row).await?;
     if row.status == Status::Canceled {
+        // Usage up to now is billed on the last invoice (none while trialing or paused).
+        bill_usage_to(conn, ctx, &row, ctx.now, before.bills()).await?;
         if prorate {
             super::changes::credit_all(conn, ctx, &row, ctx.now).await?;
         }
@@ -626,10 +711,16 @@ pub async fn pause(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Subs
     advance(conn, ctx, id, ctx.now, usize::MAX).await?;
     let mut row = lock(conn, ctx, id).await?;
     // It may have ended at its period's end just now, as it had been told to.
+    let before = row.status;
     row.status = domain::transition(row.status, Action::Pause)?;
     row.next_action_at = None;
     super::changes::credit_all(conn, ctx, &row, ctx.now).await?;
     subscriptions::update(conn, &ctx.tenant, &row).await?;
+    if row.metered {
+        // The usage so far is invoiced now, with the charges waiting: a pause may be long.
+        bill_usage_to(conn, ctx, &row, ctx.now, before.bills()).await?;
+        invoice_pending(conn, ctx, &row, "subscription_update").await?;
+    }
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;
     let subscription = row.with_items(items);
     ctx.audit(conn, "subscription.paused", id).await?;
@@ -671,6 +762,8 @@ pub async fn resume(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Sub
     subscriptions::update(conn, &ctx.tenant, &row).await?;
     let items = subscriptions::items(conn, &ctx.tenant, id).await?;
     let prices = prices_of(conn, &ctx.tenant, &items).await?;
+    // Usage while paused is not billed: metered items count again from now.
+    usage::settle(conn, ctx, &row, &usage::metered(&items, &prices), now, false).await?;
     let bills = period_bill(
         conn,
         &ctx.tenant,
@@ -686,6 +779,23 @@ pub async fn resume(conn: &mut AnyConnection, ctx: &Ctx, id: &str) -> Result<Sub
     ctx.audit(conn, "subscription.resumed", id).await?;
     ctx.emit(conn, "subscription.resumed", &subscription).await?;
     Ok(subscription)
+}
+
+/// Bills the usage of the subscription's metered items up to `until` (`bill` false: moves
+/// their windows there without billing), to wait for the next invoice.
+async fn bill_usage_to(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    row: &SubscriptionRow,
+    until: i64,
+    bill: bool,
+) -> Result<()> {
+    if !row.metered {
+        return Ok(());
+    }
+    let items = subscriptions::items(conn, &ctx.tenant, &row.id).await?;
+    let prices = prices_of(conn, &ctx.tenant, &items).await?;
+    usage::settle(conn, ctx, row, &usage::metered(&items, &prices), until, bill).await
 }
 
 /// The price of each item, in order.
@@ -804,18 +914,26 @@ pub async fn advance_locked(
     let mut names = Names::default();
     let mut billed = 0;
     let mut events = Vec::new();
+    let metered = usage::metered(&items, &item_prices);
+    // Usage is billed when the period it happened in ends: none of a trial's.
+    let mut trialing = cycle.status == Status::Trialing;
     for step in &steps {
         match step {
             Step::TrialEnded { period, .. } | Step::Renewed { period, .. } => {
+                usage::settle(conn, ctx, &row, &metered, period.0, !trialing).await?;
                 if matches!(step, Step::TrialEnded { .. }) {
                     events.push("subscription.updated");
+                    trialing = false;
                 }
                 let nominal = nominal_period(&cycle, &after, cadence, step)?;
                 let bills = period_bill(conn, &ctx.tenant, &mut names, &items, &item_prices, *period, nominal).await?;
                 bill_period(conn, ctx, &row, bills, *period, "subscription_cycle").await?;
                 billed += 1;
             }
-            Step::Canceled { .. } => events.push("subscription.canceled"),
+            Step::Canceled { at } => {
+                usage::settle(conn, ctx, &row, &metered, *at, !trialing).await?;
+                events.push("subscription.canceled");
+            }
         }
     }
     let ended = ended.is_some();
@@ -831,10 +949,11 @@ pub async fn advance_locked(
     Ok(billed)
 }
 
-/// The subscription's next invoice, as the cycle will make it: the next period's charges and
-/// the proration charges waiting for an invoice, computed by the code that bills them, less the
-/// customer's credit as it stands now. 409 `no_upcoming_invoice` when nothing more will be
-/// invoiced (canceled, or ending with nothing left to charge).
+/// The subscription's next invoice, as the cycle will make it: the next period's charges, the
+/// proration charges waiting for an invoice and, for metered items, the usage counted so far of
+/// the window the invoice will bill, with what late events add; computed by the code that bills
+/// them, less the customer's credit as it stands now. 409 `no_upcoming_invoice` when nothing
+/// more will be invoiced (canceled, or ending with nothing left to charge).
 pub async fn upcoming(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<UpcomingInvoice> {
     let row = subscriptions::find(conn, tenant, id)
         .await?
@@ -854,10 +973,10 @@ pub async fn upcoming(conn: &mut AnyConnection, tenant: &str, id: &str) -> Resul
         .iter()
         .map(|c| planned_line(pending_line(c)))
         .collect();
+    let items = subscriptions::items(conn, tenant, id).await?;
+    let prices = prices_of(conn, tenant, &items).await?;
     let (mut lines, period, issued_at, reason) = match step {
         Step::TrialEnded { period, .. } | Step::Renewed { period, .. } => {
-            let items = subscriptions::items(conn, tenant, id).await?;
-            let prices = prices_of(conn, tenant, &items).await?;
             let nominal = nominal_period(&cycle, &after, cadence, step)?;
             let bills = period_bill(conn, tenant, &mut Names::default(), &items, &prices, *period, nominal).await?;
             let lines: Vec<PlannedLine> = bills.into_iter().flat_map(|b| b.lines).map(planned_line).collect();
@@ -866,10 +985,25 @@ pub async fn upcoming(conn: &mut AnyConnection, tenant: &str, id: &str) -> Resul
         Step::Canceled { at } => (Vec::new(), None, *at, "subscription_cancel"),
     };
     lines.extend(pending);
+    let mut credited = 0;
+    if row.metered {
+        // As the invoice will be made, at `issued_at`: events not sent yet are not counted.
+        let now = issued_at;
+        // In the order the invoice will have them: waiting, then this window, then late usage.
+        let mut usage_lines = usage::pending_lines(conn, tenant, &row).await?;
+        if row.status.bills() {
+            let metered = usage::metered(&items, &prices);
+            usage_lines.extend(usage::settle_preview(conn, tenant, &row, &metered, now).await?);
+        }
+        let (adjustments, credits) = usage::adjust_preview(conn, tenant, &row, now).await?;
+        usage_lines.extend(adjustments);
+        credited = credits;
+        lines.extend(usage_lines.into_iter().map(planned_line));
+    }
     if lines.is_empty() {
         return Err(none());
     }
-    let balance = credits::balance(conn, tenant, &row.customer_id, &row.currency).await?;
+    let balance = credits::balance(conn, tenant, &row.customer_id, &row.currency).await? + credited;
     Ok(super::changes::upcoming(
         &row, lines, period, issued_at, reason, balance,
     ))

@@ -32,6 +32,9 @@ impl Default for BillingConfig {
     }
 }
 
+/// The longest `meter_event_grace`, in seconds: how far back invoices look for late events.
+pub const MAX_METER_EVENT_GRACE: i64 = 90 * 86_400;
+
 pub const KEYS: &[KeyDoc] = &[
     key(
         "billing.scheduler",
@@ -47,7 +50,7 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key(
         "billing.meter_event_grace",
-        "How old a meter event's `timestamp` may be when it arrives (older ones are refused with 422 `timestamp_out_of_range`). A late event counts in the period it happened in; one for a period already invoiced goes to the next invoice.",
+        "How old a meter event's `timestamp` may be when it arrives (older ones are refused with 422 `timestamp_out_of_range`); at most 90 days. A late event counts in the period it happened in; one for a period already invoiced goes to the next invoice, as an adjustment line.",
     ),
 ];
 
@@ -64,6 +67,11 @@ impl BillingConfig {
 
     pub(super) fn validate(&self, c: &mut Checks<'_>) {
         c.positive("poll_interval", !self.poll_interval.is_zero());
+        c.require(
+            self.meter_event_grace_seconds() <= MAX_METER_EVENT_GRACE,
+            "meter_event_grace",
+            "at most 90 days (invoices look that far back for late events)",
+        );
     }
 
     /// `meter_event_grace` in seconds.

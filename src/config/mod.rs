@@ -5,7 +5,7 @@
 //! checks); this file puts them together and checks what involves more than one section.
 mod admin;
 mod auth;
-mod billing;
+pub mod billing;
 mod database;
 mod idempotency;
 mod layers;

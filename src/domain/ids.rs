@@ -27,6 +27,7 @@ pub enum Kind {
     CreditNoteLine,
     TestClock,
     Meter,
+    UsageCharge,
 }
 
 impl Kind {
@@ -55,6 +56,7 @@ impl Kind {
             Kind::CreditNoteLine => "cnl_",
             Kind::TestClock => "clock_",
             Kind::Meter => "mtr_",
+            Kind::UsageCharge => "uch_",
         }
     }
 
@@ -84,6 +86,7 @@ impl Kind {
             Kind::CreditNoteLine => "credit note line",
             Kind::TestClock => "test clock",
             Kind::Meter => "meter",
+            Kind::UsageCharge => "usage charge",
         }
     }
 }

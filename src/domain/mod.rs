@@ -72,6 +72,11 @@ pub const FIELD_CODES: &[&str] = &[
     "missing_meter_value",
     "invalid_meter_value",
     "timestamp_out_of_range",
+    "meter_required",
+    "meter_not_allowed",
+    "package_not_allowed",
+    "quantity_not_allowed",
+    "duplicate_meter",
 ];
 
 /// The field codes of rules about the objects a request names (a customer's currency, what is
@@ -108,6 +113,11 @@ pub const RULE_CODES: &[&str] = &[
     "missing_meter_value",
     "invalid_meter_value",
     "timestamp_out_of_range",
+    "meter_required",
+    "meter_not_allowed",
+    "package_not_allowed",
+    "quantity_not_allowed",
+    "duplicate_meter",
 ];
 
 impl FieldError {

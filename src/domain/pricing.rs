@@ -1,7 +1,9 @@
 //! What a price charges for one full period of a given quantity.
 //!
-//! Three models, as Stripe has them (a flat fee is a per-unit price of quantity 1):
+//! Four models, as Stripe has them (a flat fee is a per-unit price of quantity 1):
 //! - **per unit**: `quantity × unit_amount`;
+//! - **package** (metered prices only; Stripe's `transform_quantity`): the units in packages
+//!   of `divide_by`, rounded up or down, each package at `unit_amount`;
 //! - **graduated** tiers: each unit is charged at the tier it falls in (the first 10 at one
 //!   price, the next 40 at another…), plus the flat fee of every tier reached;
 //! - **volume** tiers: every unit at the price of the tier the whole quantity falls in, plus
@@ -14,6 +16,8 @@ use super::money::MAX_AMOUNT;
 
 /// The most units an item may have.
 pub const MAX_QUANTITY: i64 = 1_000_000;
+/// The most units a metered price's tier may be bounded at (usage is not a seat count).
+pub const MAX_USAGE_BOUND: i64 = 1_000_000_000_000_000;
 /// The most tiers a price may have.
 pub const MAX_TIERS: usize = 8;
 
@@ -27,7 +31,14 @@ pub struct Tier {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Model {
-    PerUnit { unit_amount: i64 },
+    PerUnit {
+        unit_amount: i64,
+    },
+    Package {
+        unit_amount: i64,
+        divide_by: i64,
+        round_up: bool,
+    },
     Graduated(Vec<Tier>),
     Volume(Vec<Tier>),
 }
@@ -56,9 +67,9 @@ fn field(field: impl Into<String>, code: &'static str, message: impl Into<String
     }
 }
 
-/// Tiers are 1 to `MAX_TIERS`, bounded by strictly increasing `up_to` values except the last,
-/// which is unbounded; amounts are 0 to `MAX_AMOUNT`.
-pub fn check_tiers(tiers: &[Tier]) -> Result<(), FieldError> {
+/// Tiers are 1 to `MAX_TIERS`, bounded by strictly increasing `up_to` values (at most
+/// `max_up_to`) except the last, which is unbounded; amounts are 0 to `MAX_AMOUNT`.
+pub fn check_tiers(tiers: &[Tier], max_up_to: i64) -> Result<(), FieldError> {
     if tiers.is_empty() {
         return Err(field("tiers", "required", "at least one tier is required"));
     }
@@ -85,11 +96,11 @@ pub fn check_tiers(tiers: &[Tier]) -> Result<(), FieldError> {
                 ));
             }
             (Some(up_to), false) => {
-                if up_to <= previous || up_to > MAX_QUANTITY {
+                if up_to <= previous || up_to > max_up_to {
                     return Err(field(
                         format!("tiers[{i}].up_to"),
                         "out_of_range",
-                        format!("up_to must be above the previous tier's and at most {MAX_QUANTITY}"),
+                        format!("up_to must be above the previous tier's and at most {max_up_to}"),
                     ));
                 }
                 previous = up_to;
@@ -109,12 +120,43 @@ pub fn check_tiers(tiers: &[Tier]) -> Result<(), FieldError> {
 }
 
 /// The rows one full period of `quantity` units costs; `None` when the quantity does not fit the
-/// model (0 or above `MAX_QUANTITY`) or the amount goes over `MAX_AMOUNT`. Rows of
-/// amount 0 are left out, except the single row of a price that costs nothing.
+/// model (0 or above `MAX_QUANTITY`; a package price bills usage, never a quantity) or the amount
+/// goes over `MAX_AMOUNT`. Rows of amount 0 are left out, except the single row of a price that
+/// costs nothing.
 pub fn period_rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
-    if !(1..=MAX_QUANTITY).contains(&quantity) {
+    if !(1..=MAX_QUANTITY).contains(&quantity) || matches!(model, Model::Package { .. }) {
         return None;
     }
+    rows(model, quantity)
+}
+
+/// The rows `usage` units of a metered price cost (any model); no rows when the usage (or its
+/// packages, rounded down) is 0. `None` when the amount goes over `MAX_AMOUNT`.
+pub fn usage_rows(model: &Model, usage: i64) -> Option<Vec<Row>> {
+    let units = match model {
+        Model::Package {
+            divide_by, round_up, ..
+        } => {
+            let packages = usage.checked_div(*divide_by)?;
+            if *round_up && usage % divide_by != 0 {
+                packages + 1
+            } else {
+                packages
+            }
+        }
+        _ => usage,
+    };
+    if units < 0 {
+        return None;
+    }
+    if units == 0 {
+        return Some(Vec::new());
+    }
+    rows(model, units)
+}
+
+/// `quantity` (≥ 1 units, or packages for a package price) at `model`, amounts checked.
+fn rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
     let row = |quantity, unit_amount, tier, flat_fee| Row {
         quantity,
         unit_amount,
@@ -122,7 +164,9 @@ pub fn period_rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
         flat_fee,
     };
     let mut rows = match model {
-        Model::PerUnit { unit_amount } => vec![row(quantity, *unit_amount, None, false)],
+        Model::PerUnit { unit_amount } | Model::Package { unit_amount, .. } => {
+            vec![row(quantity, *unit_amount, None, false)]
+        }
         Model::Volume(tiers) => {
             let (i, tier) = tiers
                 .iter()
@@ -159,6 +203,13 @@ pub fn period_rows(model: &Model, quantity: i64) -> Option<Vec<Row>> {
         }
     }
     Some(rows)
+}
+
+/// What `usage` units of a metered price cost.
+pub fn usage_amount(model: &Model, usage: i64) -> Option<i64> {
+    usage_rows(model, usage)?
+        .iter()
+        .try_fold(0i64, |sum, r| sum.checked_add(r.amount()?))
 }
 
 /// What one full period of `quantity` units costs.
@@ -248,27 +299,74 @@ mod tests {
     }
 
     #[test]
-    fn tiers_are_checked() {
-        assert!(check_tiers(&tiers()).is_ok());
-        assert_eq!(check_tiers(&[]).unwrap_err().code, "required");
-        assert_eq!(check_tiers(&[tier(Some(5), 1, 0)]).unwrap_err().field, "tiers[0].up_to");
+    fn usage_is_priced_in_units_packages_or_tiers() {
+        let package = |round_up| Model::Package {
+            unit_amount: 150,
+            divide_by: 1_000,
+            round_up,
+        };
+        assert_eq!(usage_amount(&package(true), 2_200), Some(450));
+        assert_eq!(usage_amount(&package(false), 2_200), Some(300));
+        assert_eq!(usage_amount(&package(true), 3_000), Some(450));
+        assert_eq!(usage_amount(&package(false), 999), Some(0));
+        assert_eq!(usage_rows(&package(false), 999), Some(Vec::new()));
+        assert_eq!(usage_amount(&Model::PerUnit { unit_amount: 2 }, 0), Some(0));
+        // Usage is not bounded by an item's largest quantity.
         assert_eq!(
-            check_tiers(&[tier(None, 1, 0), tier(None, 1, 0)]).unwrap_err().field,
+            usage_amount(&Model::PerUnit { unit_amount: 2 }, 5 * MAX_QUANTITY),
+            Some(10 * MAX_QUANTITY)
+        );
+        assert_eq!(
+            usage_amount(&Model::Graduated(tiers()), 60),
+            period_amount(&Model::Graduated(tiers()), 60)
+        );
+        assert_eq!(
+            usage_amount(
+                &Model::PerUnit {
+                    unit_amount: MAX_AMOUNT
+                },
+                2
+            ),
+            None
+        );
+        assert_eq!(usage_amount(&Model::PerUnit { unit_amount: 1 }, -1), None);
+        // A package price never bills a quantity.
+        assert_eq!(period_rows(&package(true), 5), None);
+    }
+
+    #[test]
+    fn tiers_are_checked() {
+        assert!(check_tiers(&tiers(), MAX_QUANTITY).is_ok());
+        assert_eq!(check_tiers(&[], MAX_QUANTITY).unwrap_err().code, "required");
+        assert_eq!(
+            check_tiers(&[tier(Some(5), 1, 0)], MAX_QUANTITY).unwrap_err().field,
             "tiers[0].up_to"
         );
         assert_eq!(
-            check_tiers(&[tier(Some(5), 1, 0), tier(Some(5), 1, 0), tier(None, 1, 0)])
+            check_tiers(&[tier(None, 1, 0), tier(None, 1, 0)], MAX_QUANTITY)
                 .unwrap_err()
-                .code,
+                .field,
+            "tiers[0].up_to"
+        );
+        assert_eq!(
+            check_tiers(
+                &[tier(Some(5), 1, 0), tier(Some(5), 1, 0), tier(None, 1, 0)],
+                MAX_QUANTITY
+            )
+            .unwrap_err()
+            .code,
             "out_of_range"
         );
         assert_eq!(
-            check_tiers(&[tier(Some(5), -1, 0), tier(None, 1, 0)])
+            check_tiers(&[tier(Some(5), -1, 0), tier(None, 1, 0)], MAX_QUANTITY)
                 .unwrap_err()
                 .field,
             "tiers[0].unit_amount"
         );
-        assert_eq!(check_tiers(&vec![tier(None, 1, 0); 9]).unwrap_err().code, "too_many");
+        assert_eq!(
+            check_tiers(&vec![tier(None, 1, 0); 9], MAX_QUANTITY).unwrap_err().code,
+            "too_many"
+        );
     }
 
     fn valid_tiers() -> impl Strategy<Value = Vec<Tier>> {
@@ -291,7 +389,7 @@ mod tests {
         /// units at the tier of the last one; flat fees of the tiers reached.
         #[test]
         fn tiers_match_a_unit_by_unit_count(tiers in valid_tiers(), quantity in 1i64..2_000) {
-            prop_assert!(check_tiers(&tiers).is_ok());
+            prop_assert!(check_tiers(&tiers, MAX_QUANTITY).is_ok());
             let tier_of = |unit: i64| tiers.iter().position(|t| t.up_to.is_none_or(|u| unit <= u)).unwrap();
             let mut graduated = 0;
             let mut reached = std::collections::BTreeSet::new();

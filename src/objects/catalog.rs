@@ -64,6 +64,82 @@ pub struct Recurring {
     pub interval_count: i64,
 }
 
+/// How a price's items are billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageType {
+    /// A quantity, in advance: each period's invoice charges the period starting.
+    Licensed,
+    /// What a meter counted, in arrears: each period's usage is billed on the invoice made when
+    /// the next period starts (or when the subscription ends).
+    Metered,
+}
+
+impl UsageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageType::Licensed => "licensed",
+            UsageType::Metered => "metered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UsageType> {
+        [UsageType::Licensed, UsageType::Metered]
+            .into_iter()
+            .find(|u| u.as_str() == s)
+    }
+}
+
+/// How often a price charges, and for what: a quantity (`licensed`) or a meter's usage
+/// (`metered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PriceRecurring {
+    pub interval: Interval,
+    pub interval_count: i64,
+    pub usage_type: UsageType,
+    /// For `metered`: the meter (`mtr_…`) whose usage it bills.
+    pub meter: Option<String>,
+}
+
+impl PriceRecurring {
+    /// The interval alone, which every item of a subscription shares.
+    pub fn every(&self) -> Recurring {
+        Recurring {
+            interval: self.interval,
+            interval_count: self.interval_count,
+        }
+    }
+}
+
+/// How package pricing rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Round {
+    Up,
+    Down,
+}
+
+impl Round {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Round::Up => "up",
+            Round::Down => "down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Round> {
+        [Round::Up, Round::Down].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Package pricing (metered `per_unit` prices): the usage is divided by `divide_by` and rounded,
+/// and `unit_amount` is the price of one package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TransformQuantity {
+    pub divide_by: i64,
+    pub round: Round,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BillingScheme {
@@ -146,10 +222,13 @@ pub struct Price {
     pub active: bool,
     /// A name for people, never shown to customers.
     pub nickname: Option<String>,
-    pub recurring: Recurring,
+    pub recurring: PriceRecurring,
     pub billing_scheme: BillingScheme,
-    /// For `per_unit`: the amount of one unit for one period, in the minor unit.
+    /// For `per_unit`: the amount of one unit for one period (of one package, with
+    /// `transform_quantity`), in the minor unit.
     pub unit_amount: Option<i64>,
+    /// For metered `per_unit` prices: usage billed in packages.
+    pub transform_quantity: Option<TransformQuantity>,
     /// For `tiered`.
     pub tiers_mode: Option<TiersMode>,
     /// For `tiered`: in order, the last one unbounded.
@@ -170,7 +249,14 @@ impl Price {
     /// What the price charges per period, as `pricing` computes it.
     pub fn model(&self) -> Option<Model> {
         match (self.billing_scheme, self.unit_amount, self.tiers_mode, &self.tiers) {
-            (BillingScheme::PerUnit, Some(unit_amount), None, None) => Some(Model::PerUnit { unit_amount }),
+            (BillingScheme::PerUnit, Some(unit_amount), None, None) => Some(match self.transform_quantity {
+                None => Model::PerUnit { unit_amount },
+                Some(t) => Model::Package {
+                    unit_amount,
+                    divide_by: t.divide_by,
+                    round_up: t.round == Round::Up,
+                },
+            }),
             (BillingScheme::Tiered, None, Some(mode), Some(tiers)) => {
                 let tiers = tiers.iter().map(PriceTier::tier).collect();
                 Some(match mode {
@@ -179,6 +265,14 @@ impl Price {
                 })
             }
             _ => None,
+        }
+    }
+
+    /// The meter a metered price bills the usage of.
+    pub fn meter(&self) -> Option<&str> {
+        match self.recurring.usage_type {
+            UsageType::Metered => self.recurring.meter.as_deref(),
+            UsageType::Licensed => None,
         }
     }
 

@@ -17,7 +17,10 @@ mod subscription;
 mod test_clock;
 mod webhook;
 
-pub use catalog::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
+pub use catalog::{
+    BillingScheme, Interval, Price, PriceRecurring, PriceTier, Product, Recurring, Round, TiersMode, TransformQuantity,
+    UsageType,
+};
 pub use credit_note::{CreditNote, CreditNoteLine, CreditTransaction};
 pub use customer::{Balance, Customer, CustomerBalance};
 pub use event::{EVENT_TYPES, Event};

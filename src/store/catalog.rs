@@ -7,7 +7,9 @@ use sqlx::any::AnyRow;
 use super::Backend;
 use super::page::{self, Listing, Page, PageError, PageQuery};
 use super::rows::{get, metadata, metadata_text};
-use crate::objects::{BillingScheme, Interval, Price, PriceTier, Product, Recurring, TiersMode};
+use crate::objects::{
+    BillingScheme, Interval, Price, PriceRecurring, PriceTier, Product, Round, TiersMode, TransformQuantity, UsageType,
+};
 
 const PRODUCT_COLUMNS: &str = "id, name, description, active, metadata, created";
 const PRODUCTS: Listing = Listing {
@@ -16,7 +18,8 @@ const PRODUCTS: Listing = Listing {
 };
 
 const PRICE_COLUMNS: &str = "id, product_id, currency, active, nickname, interval_unit, interval_count, \
-    billing_scheme, unit_amount, tiers_mode, tiers, version, previous_version, superseded_by, metadata, created";
+    billing_scheme, unit_amount, tiers_mode, tiers, version, previous_version, superseded_by, metadata, created, \
+    usage_type, meter_id, transform_divide_by, transform_round";
 const PRICES: Listing = Listing {
     table: "prices",
     columns: PRICE_COLUMNS,
@@ -47,6 +50,16 @@ fn price_from_row(row: &AnyRow) -> Result<Price, sqlx::Error> {
     let scheme = text("billing_scheme")?;
     let tiers_mode: Option<String> = get(row, "tiers_mode")?;
     let tiers: Option<String> = get(row, "tiers")?;
+    let usage_type = text("usage_type")?;
+    let divide_by: Option<i64> = get(row, "transform_divide_by")?;
+    let round: Option<String> = get(row, "transform_round")?;
+    let transform_quantity = match (divide_by, round) {
+        (Some(divide_by), Some(round)) => Some(TransformQuantity {
+            divide_by,
+            round: Round::parse(&round).ok_or_else(|| decode_error("transform_round", round))?,
+        }),
+        _ => None,
+    };
     Ok(Price {
         id: get(row, "id")?,
         object: Price::OBJECT,
@@ -54,12 +67,15 @@ fn price_from_row(row: &AnyRow) -> Result<Price, sqlx::Error> {
         currency: get(row, "currency")?,
         active: get::<i64>(row, "active")? != 0,
         nickname: get(row, "nickname")?,
-        recurring: Recurring {
+        recurring: PriceRecurring {
             interval: Interval::parse(&interval).ok_or_else(|| decode_error("interval_unit", interval))?,
             interval_count: get(row, "interval_count")?,
+            usage_type: UsageType::parse(&usage_type).ok_or_else(|| decode_error("usage_type", usage_type))?,
+            meter: get(row, "meter_id")?,
         },
         billing_scheme: BillingScheme::parse(&scheme).ok_or_else(|| decode_error("billing_scheme", scheme))?,
         unit_amount: get(row, "unit_amount")?,
+        transform_quantity,
         tiers_mode: tiers_mode
             .map(|m| TiersMode::parse(&m).ok_or_else(|| decode_error("tiers_mode", m)))
             .transpose()?,
@@ -134,8 +150,9 @@ pub async fn insert_price(conn: &mut AnyConnection, tenant: &str, p: &Price) -> 
         .transpose()?;
     sqlx::query(
         "INSERT INTO prices (id, tenant_id, product_id, currency, active, nickname, interval_unit, interval_count, \
-         billing_scheme, unit_amount, tiers_mode, tiers, version, previous_version, superseded_by, metadata, created) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         billing_scheme, unit_amount, tiers_mode, tiers, version, previous_version, superseded_by, metadata, created, \
+         usage_type, meter_id, transform_divide_by, transform_round) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(&p.id)
     .bind(tenant)
@@ -154,6 +171,10 @@ pub async fn insert_price(conn: &mut AnyConnection, tenant: &str, p: &Price) -> 
     .bind(&p.superseded_by)
     .bind(metadata_text(&p.metadata))
     .bind(p.created)
+    .bind(p.recurring.usage_type.as_str())
+    .bind(&p.recurring.meter)
+    .bind(p.transform_quantity.map(|t| t.divide_by))
+    .bind(p.transform_quantity.map(|t| t.round.as_str()))
     .execute(conn)
     .await?;
     Ok(())

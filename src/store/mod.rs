@@ -24,6 +24,7 @@ mod rows;
 pub mod subscriptions;
 pub mod tenants;
 pub mod test_clocks;
+pub mod usage_charges;
 pub mod webhooks;
 
 use std::path::Path;

@@ -33,6 +33,9 @@ pub struct SubscriptionRow {
     pub next_action_at: Option<i64>,
     pub metadata: Metadata,
     pub created: i64,
+    /// Whether it has ever had a metered item (set by [`mark_metered`], never unset): only
+    /// those have usage to bill.
+    pub metered: bool,
 }
 
 impl SubscriptionRow {
@@ -69,7 +72,7 @@ impl SubscriptionRow {
 
 const COLUMNS: &str = "id, customer_id, status, currency, time_zone, anchor, anchor_fixed, interval_unit, interval_count, \
     period_index, current_period_start, current_period_end, trial_end, cancel_at_period_end, canceled_at, ended_at, \
-    collection_method, days_until_due, next_action_at, metadata, created";
+    collection_method, days_until_due, next_action_at, metadata, created, metered";
 const LISTING: Listing = Listing {
     table: "subscriptions",
     columns: COLUMNS,
@@ -111,6 +114,7 @@ fn from_row(row: &AnyRow) -> Result<SubscriptionRow, sqlx::Error> {
         next_action_at: get(row, "next_action_at")?,
         metadata: metadata(row)?,
         created: get(row, "created")?,
+        metered: get::<i64>(row, "metered")? != 0,
     })
 }
 
@@ -485,5 +489,72 @@ pub async fn current_period_of_customer(
     .bind(tenant)
     .bind(customer)
     .fetch_optional(conn)
+    .await
+}
+
+/// Records that the subscription has a metered item.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.mark_metered", skip_all, fields(otel.kind = "client"))]
+pub async fn mark_metered(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE subscriptions SET metered = 1 WHERE tenant_id = $1 AND id = $2 AND metered = 0")
+        .bind(tenant)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to when each item's usage was billed (`None`: not since the item was added), by item.
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.usage_billed_until", skip_all, fields(otel.kind = "client"))]
+pub async fn usage_billed_until(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    subscription_id: &str,
+) -> Result<std::collections::HashMap<String, Option<i64>>, sqlx::Error> {
+    let rows: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT id, usage_billed_until FROM subscription_items WHERE tenant_id = $1 AND subscription_id = $2",
+    )
+    .bind(tenant)
+    .bind(subscription_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.set_usage_billed_until", skip_all, fields(otel.kind = "client"))]
+pub async fn set_usage_billed_until(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    item_id: &str,
+    until: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE subscription_items SET usage_billed_until = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(until)
+        .bind(tenant)
+        .bind(item_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The meters billed by the items of the customer's subscriptions that have not ended, other
+/// than `except` (a subscription being changed).
+#[tracing::instrument(target = "otel", level = "debug", name = "db subscriptions.meters_billed", skip_all, fields(otel.kind = "client"))]
+pub async fn meters_billed(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    customer_id: &str,
+    except: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT p.meter_id FROM subscriptions s \
+         JOIN subscription_items i ON i.tenant_id = s.tenant_id AND i.subscription_id = s.id \
+         JOIN prices p ON p.tenant_id = i.tenant_id AND p.id = i.price_id \
+         WHERE s.tenant_id = $1 AND s.customer_id = $2 AND s.status <> 'canceled' AND s.metered = 1 \
+         AND p.meter_id IS NOT NULL AND ($3 IS NULL OR s.id <> $3)",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .bind(except)
+    .fetch_all(conn)
     .await
 }

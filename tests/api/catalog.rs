@@ -71,7 +71,11 @@ async fn products_and_prices_are_created_read_and_listed(backend: Backend) {
         .expect(201);
     assert!(seats["id"].as_str().unwrap().starts_with("price_"));
     assert_eq!(seats["currency"], "eur");
-    assert_eq!(seats["recurring"], json!({"interval": "month", "interval_count": 1}));
+    assert_eq!(
+        seats["recurring"],
+        json!({"interval": "month", "interval_count": 1, "usage_type": "licensed", "meter": null})
+    );
+    assert_eq!(seats["transform_quantity"], Value::Null);
     assert_eq!(seats["billing_scheme"], "per_unit");
     assert_eq!(seats["unit_amount"], 1200);
     assert_eq!(seats["tiers"], Value::Null);
@@ -222,7 +226,10 @@ async fn versions_replace_a_price_in_one_line(backend: Backend) {
     assert_eq!(v2["previous_version"], v1_id);
     assert_eq!(v2["product"], product.as_str());
     assert_eq!(v2["currency"], "usd");
-    assert_eq!(v2["recurring"], json!({"interval": "week", "interval_count": 2}));
+    assert_eq!(
+        v2["recurring"],
+        json!({"interval": "week", "interval_count": 2, "usage_type": "licensed", "meter": null})
+    );
     assert_eq!(v2["billing_scheme"], "tiered");
     assert_eq!(v2["nickname"], "Biweekly", "kept when not given");
     assert_eq!(v2["metadata"], json!({"a": "1", "b": "2"}), "merged");

@@ -10,7 +10,7 @@ use billing_api::billing::customers::{self, NewCustomer};
 use billing_api::billing::subscriptions::{self, NewItem, NewSubscription};
 use billing_api::domain::metadata::Metadata;
 use billing_api::domain::money::Currency;
-use billing_api::objects::{CollectionMethod, Interval, Recurring};
+use billing_api::objects::{CollectionMethod, Interval, PriceRecurring, UsageType};
 use billing_api::operation::Ctx;
 use billing_api::store::{Backend, Store};
 use sqlx::Row;
@@ -62,11 +62,16 @@ async fn subscriptions_behind(store: &Store, backend: Backend, now: i64) {
         NewPrice {
             product_id: product.id,
             currency: Currency::parse("usd").unwrap(),
-            recurring: Recurring {
+            recurring: PriceRecurring {
                 interval: Interval::Day,
                 interval_count: 1,
+                usage_type: UsageType::Licensed,
+                meter: None,
             },
-            pricing: Pricing::PerUnit { unit_amount: 100 },
+            pricing: Pricing::PerUnit {
+                unit_amount: 100,
+                transform: None,
+            },
             nickname: None,
             active: true,
             metadata: Metadata::new(),

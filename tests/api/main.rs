@@ -14,6 +14,7 @@ mod fuzz;
 mod health;
 mod http_errors;
 mod idempotency;
+mod metered_billing;
 mod metering;
 mod middleware;
 mod migrations;

@@ -488,15 +488,15 @@ async fn concurrent_batches_sharing_identifiers_count_each_once(backend: Backend
 // ---- The property: usage equals the accepted events, whatever the batches and their order ----
 
 #[derive(Debug, Clone)]
-struct Ev {
-    id: u8,
-    customer: usize,
+pub(crate) struct Ev {
+    pub(crate) id: u8,
+    pub(crate) customer: usize,
     /// Seconds before the case's `now`.
-    age: i64,
-    tokens: i64,
-    region: Option<u8>,
-    user: u8,
-    other_name: bool,
+    pub(crate) age: i64,
+    pub(crate) tokens: i64,
+    pub(crate) region: Option<u8>,
+    pub(crate) user: u8,
+    pub(crate) other_name: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -550,7 +550,7 @@ fn region_name(r: Option<u8>) -> Value {
 }
 
 /// What a meter should say over `events` (already filtered to the customer and the window).
-fn expected(aggregation: Aggregation, events: &[&(String, i64, Ev)]) -> i64 {
+pub(crate) fn expected(aggregation: Aggregation, events: &[&(String, i64, Ev)]) -> i64 {
     match aggregation {
         Aggregation::Count => events.len() as i64,
         Aggregation::Sum => events.iter().map(|e| e.2.tokens).sum(),

@@ -21,7 +21,7 @@ use billing_api::billing::customers::{self, NewCustomer};
 use billing_api::billing::subscriptions::{self, NewItem, NewSubscription};
 use billing_api::domain::metadata::Metadata;
 use billing_api::domain::money::Currency;
-use billing_api::objects::{CollectionMethod, Interval, PlannedLine, PriceTier, Recurring, TiersMode};
+use billing_api::objects::{CollectionMethod, Interval, PlannedLine, PriceRecurring, PriceTier, TiersMode, UsageType};
 use billing_api::operation::{Ctx, Error};
 use billing_api::store::{Backend, Store, charges, credits, invoices};
 use proptest::prelude::*;
@@ -283,7 +283,10 @@ async fn run_case(store: &Store, backend: Backend, tenant: &str, case: &Case, co
         let mut prices = Vec::new();
         for p in &case.prices {
             let pricing = match *p {
-                Ok(unit_amount) => Pricing::PerUnit { unit_amount },
+                Ok(unit_amount) => Pricing::PerUnit {
+                    unit_amount,
+                    transform: None,
+                },
                 Err((up_to, first, second)) => Pricing::Tiered {
                     mode: TiersMode::Graduated,
                     tiers: vec![
@@ -306,9 +309,11 @@ async fn run_case(store: &Store, backend: Backend, tenant: &str, case: &Case, co
                 NewPrice {
                     product_id: product.id.clone(),
                     currency: Currency::parse("usd").ok_or(Error::NotFound("currency"))?,
-                    recurring: Recurring {
+                    recurring: PriceRecurring {
                         interval: case.interval,
                         interval_count: case.count,
+                        usage_type: UsageType::Licensed,
+                        meter: None,
                     },
                     pricing,
                     nickname: None,

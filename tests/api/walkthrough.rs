@@ -47,6 +47,7 @@ fn the_readme_walkthrough_runs_as_written() {
         r#"[{"billing_reason":"subscription_create","period_start":"2025-01-31T00:00:00Z","total":3000},{"billing_reason":"subscription_cycle","period_start":"2025-02-28T00:00:00Z","total":3000}]"#,
         r#"["duplicate","duplicate","accepted"]"#,
         r#"[{"aggregation":"sum","value":250,"events":3}]"#,
+        r#"[{"description":"Tokens (packages of 1000): 2100 used","quantity":3,"amount":450}]"#,
     ] {
         assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
     }

@@ -804,16 +804,25 @@ pub(super) async fn prices_of(
     tenant: &str,
     items: &[SubscriptionItem],
 ) -> Result<Vec<Price>> {
-    let mut prices: HashMap<String, Price> = HashMap::new();
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let price = match prices.get(&item.price) {
+    prices_by_id(conn, tenant, items.iter().map(|i| i.price.as_str())).await
+}
+
+/// The prices of `ids`, in order, each read once.
+pub(super) async fn prices_by_id<'a>(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Price>> {
+    let mut prices: HashMap<&str, Price> = HashMap::new();
+    let mut out = Vec::new();
+    for id in ids {
+        let price = match prices.get(id) {
             Some(price) => price.clone(),
             None => {
-                let price = catalog::find_price(conn, tenant, &item.price)
+                let price = catalog::find_price(conn, tenant, id)
                     .await?
                     .ok_or(Error::NotFound("price"))?;
-                prices.insert(item.price.clone(), price.clone());
+                prices.insert(id, price.clone());
                 price
             }
         };

@@ -21,12 +21,12 @@ use crate::domain::invoice::MAX_QUANTITY;
 use crate::domain::pricing;
 use crate::objects::{Meter, Period, Price, SubscriptionItem};
 use crate::operation::{Ctx, Error, Result};
+use crate::store::meters;
 use crate::store::subscriptions::{self, SubscriptionRow};
 use crate::store::usage_charges::{self, UsageChargeRow, UsageKind};
-use crate::store::{catalog, meters};
 
 use super::invoices::NewLine;
-use super::subscriptions::Names;
+use super::subscriptions::{Names, prices_by_id};
 
 /// How far back invoices look for late events: the longest grace an event may be sent within,
 /// and the five minutes an event may be ahead of the clock.
@@ -140,19 +140,25 @@ async fn window_rows(
         .collect())
 }
 
-/// Where each of `metered`'s unbilled usage starts.
-async fn billed_until(
+/// The window of each of `metered` that is not billed yet, up to `until`: from where its last
+/// window ended (else from when the item was added); items already billed to `until` are left
+/// out.
+async fn unbilled<'m, 'a>(
     conn: &mut AnyConnection,
     tenant: &str,
     row: &SubscriptionRow,
-    metered: &[Metered<'_>],
-) -> Result<HashMap<String, i64>> {
+    metered: &'m [Metered<'a>],
+    until: i64,
+) -> Result<Vec<(&'m Metered<'a>, (i64, i64))>> {
+    if metered.is_empty() {
+        return Ok(Vec::new());
+    }
     let stored = subscriptions::usage_billed_until(conn, tenant, &row.id).await?;
     Ok(metered
         .iter()
-        .map(|m| {
+        .filter_map(|m| {
             let from = stored.get(&m.item.id).copied().flatten().unwrap_or(m.item.created);
-            (m.item.id.clone(), from)
+            (from < until).then_some((m, (from, until)))
         })
         .collect())
 }
@@ -168,27 +174,10 @@ pub(super) async fn settle(
     until: i64,
     bill: bool,
 ) -> Result<()> {
-    if metered.is_empty() {
-        return Ok(());
-    }
-    let from = billed_until(conn, &ctx.tenant, row, metered).await?;
     let (mut names, mut meters) = (Names::default(), Meters::default());
-    for m in metered {
-        let start = from.get(&m.item.id).copied().unwrap_or(m.item.created);
-        if until <= start {
-            continue;
-        }
+    for (m, window) in unbilled(conn, &ctx.tenant, row, metered, until).await? {
         if bill {
-            let rows = window_rows(
-                conn,
-                &ctx.tenant,
-                row,
-                (&mut names, &mut meters),
-                m,
-                (start, until),
-                ctx.now,
-            )
-            .await?;
+            let rows = window_rows(conn, &ctx.tenant, row, (&mut names, &mut meters), m, window, ctx.now).await?;
             for r in &rows {
                 usage_charges::insert(conn, &ctx.tenant, r).await?;
             }
@@ -207,18 +196,10 @@ pub(super) async fn settle_preview(
     metered: &[Metered<'_>],
     until: i64,
 ) -> Result<Vec<NewLine>> {
-    if metered.is_empty() {
-        return Ok(Vec::new());
-    }
-    let from = billed_until(conn, tenant, row, metered).await?;
     let (mut names, mut meters) = (Names::default(), Meters::default());
     let mut lines = Vec::new();
-    for m in metered {
-        let start = from.get(&m.item.id).copied().unwrap_or(m.item.created);
-        if until <= start {
-            continue;
-        }
-        let rows = window_rows(conn, tenant, row, (&mut names, &mut meters), m, (start, until), until).await?;
+    for (m, window) in unbilled(conn, tenant, row, metered, until).await? {
+        let rows = window_rows(conn, tenant, row, (&mut names, &mut meters), m, window, until).await?;
         lines.extend(rows.iter().map(line));
     }
     Ok(lines)
@@ -233,20 +214,10 @@ async fn adjustments(
     now: i64,
 ) -> Result<Vec<UsageChargeRow>> {
     let windows = usage_charges::windows_since(conn, tenant, &row.id, now - LOOK_BACK).await?;
+    let prices = prices_by_id(conn, tenant, windows.iter().map(|w| w.price_id.as_str())).await?;
     let (mut names, mut meters) = (Names::default(), Meters::default());
-    let mut prices: HashMap<String, Price> = HashMap::new();
     let mut out = Vec::new();
-    for w in windows {
-        let price = match prices.get(&w.price_id) {
-            Some(price) => price.clone(),
-            None => {
-                let price = catalog::find_price(conn, tenant, &w.price_id)
-                    .await?
-                    .ok_or(Error::NotFound("price"))?;
-                prices.insert(w.price_id.clone(), price.clone());
-                price
-            }
-        };
+    for (w, price) in windows.into_iter().zip(prices) {
         let meter = meters.of(conn, tenant, &w.meter_id).await?;
         let window = (w.period_start, w.period_end);
         let usage = super::metering::meter_value(conn, tenant, &meter, &row.customer_id, window).await?;

@@ -423,7 +423,8 @@ async fn database(config: &Config, replicas: u32, report: &mut Report) {
         }
     }
     if store.backend() == Backend::Postgres {
-        pool(&store, config.database.max_connections, replicas, report).await;
+        let per_replica = config.database.max_connections + config.database.copy_connections;
+        pool(&store, per_replica, replicas, report).await;
     } else {
         report.add("pool", Outcome::Pass, "SQLite: one process, no shared connection limit");
     }
@@ -452,7 +453,7 @@ async fn pool(store: &Store, per_replica: u32, replicas: u32, report: &mut Repor
     let need = per_replica * replicas + SPARE_CONNECTIONS;
     let room = max.saturating_sub(reserved);
     let detail = format!(
-        "{replicas} replica(s) × database.max_connections {per_replica} + {SPARE_CONNECTIONS} spare = {need}; the server allows {room} ({max} max_connections − {reserved} reserved)"
+        "{replicas} replica(s) × database.max_connections + copy_connections {per_replica} + {SPARE_CONNECTIONS} spare = {need}; the server allows {room} ({max} max_connections − {reserved} reserved)"
     );
     if need <= room {
         report.add("pool", Outcome::Pass, detail);
@@ -460,7 +461,7 @@ async fn pool(store: &Store, per_replica: u32, replicas: u32, report: &mut Repor
         report.add(
             "pool",
             Outcome::Fail,
-            format!("{detail}: lower database.max_connections or raise max_connections"),
+            format!("{detail}: lower database.max_connections (or copy_connections) or raise max_connections"),
         );
     }
 }

@@ -183,12 +183,15 @@ pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response,
     };
     let single = !matches!(&w.body.0, Value::Object(b) if b.contains_key("events"));
     let events = c.finish(|| events.into_iter().collect::<Option<Vec<_>>>())?;
-    w.run(async |conn, ctx| {
-        let batch = ops::ingest(conn, ctx, events, single).await?;
-        let (accepted, duplicates) = (batch.accepted as u64, batch.duplicates as u64);
-        Ok(Done::ok(batch)
-            .counting_by(metrics::METER_EVENTS_ACCEPTED, accepted)
-            .counting_by(metrics::METER_EVENTS_DUPLICATE, duplicates))
-    })
+    w.run_copy(
+        async |conn, ctx| ops::prepare(conn, ctx, events, single).await,
+        async |writer, ctx, checked| {
+            let batch = ops::write(writer, ctx, &checked).await?;
+            let (accepted, duplicates) = (batch.accepted as u64, batch.duplicates as u64);
+            Ok(Done::ok(batch)
+                .counting_by(metrics::METER_EVENTS_ACCEPTED, accepted)
+                .counting_by(metrics::METER_EVENTS_DUPLICATE, duplicates))
+        },
+    )
     .await
 }

@@ -16,9 +16,10 @@ use sqlx::AnyConnection;
 
 use crate::domain::FieldError;
 use crate::domain::ids::{Kind, new_id};
-use crate::domain::metering::{self, Accepted, Aggregation, MeterSpec, PropertyPath};
+use crate::domain::metering::{self, Accepted, Aggregation, MeterSpec, PropertyPath, Reading};
 use crate::objects::{CustomerUsage, Meter, MeterEventBatch, MeterEventStatus, MeterUsage, UsageGroup};
 use crate::operation::{Ctx, Error, Result};
+use crate::store::meter_events::{DistinctRow, EventRow, RollupRow, Writer};
 use crate::store::meters::{self, GroupTotals};
 use crate::store::page::{Page, PageQuery};
 use crate::store::{Store, meter_events, partitions, tenants};
@@ -68,68 +69,33 @@ pub async fn list_meters(conn: &mut AnyConnection, tenant: &str, page: &PageQuer
     Ok(meters::list(conn, tenant, page).await?)
 }
 
-/// An event as stored.
-#[derive(Serialize)]
-struct EventRow<'a> {
-    identifier: &'a str,
-    event_name: &'a str,
-    customer_id: &'a str,
-    occurred: i64,
-    properties: &'a Value,
-}
-
-#[derive(Serialize)]
-struct RollupRow<'a> {
-    meter_id: &'a str,
-    customer_id: &'a str,
-    minute: i64,
-    group_key: &'a str,
-    events: i64,
-    value_sum: i64,
-    value_max: i64,
-    latest_at: i64,
-    latest_id: &'a str,
-    latest_value: i64,
-}
-
-#[derive(Serialize)]
-struct DistinctRow<'a> {
-    meter_id: &'a str,
-    customer_id: &'a str,
-    minute: i64,
-    group_key: &'a str,
-    value: &'a str,
-}
-
-fn json<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Db(sqlx::Error::Encode(e.into())))
-}
-
-/// Accepts what is new in a batch, exactly once; see the module's documentation.
-///
-/// `single`: the body was one event, so its fields are named without `events[i].`.
-pub async fn ingest(
-    conn: &mut AnyConnection,
-    ctx: &Ctx,
+/// A batch checked against the tenant's customers and meters, ready to be written: every
+/// refusal has been found before it is.
+pub struct Prepared {
     events: Vec<NewEvent>,
-    single: bool,
-) -> Result<MeterEventBatch> {
+    /// Whether each event is the first of its identifier in the batch (later ones are
+    /// duplicates).
+    first: Vec<bool>,
+    specs: Vec<MeterSpec>,
+    /// What each meter reads from each first event: (event, meter, reading).
+    readings: Vec<(usize, usize, Reading)>,
+}
+
+/// Checks a batch: the customers are the tenant's, every meter of an event's name finds its
+/// values. A refusal names every problem (`single`: the body was one event, so its fields are
+/// named without `events[i].`).
+pub async fn prepare(conn: &mut AnyConnection, ctx: &Ctx, events: Vec<NewEvent>, single: bool) -> Result<Prepared> {
     let prefix = |i: usize| if single { String::new() } else { format!("events[{i}].") };
-    // The first event of each identifier is the batch's candidate; later ones are duplicates.
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(events.len());
-    let mut candidates = Vec::with_capacity(events.len());
-    for (i, e) in events.iter().enumerate() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = first.entry(&e.identifier) {
-            slot.insert(i);
-            candidates.push(i);
-        }
-    }
+    let first: Vec<bool> = {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
+        events.iter().map(|e| seen.insert(&e.identifier)).collect()
+    };
+    let candidates = || (0..events.len()).filter(|&i| first[i]);
 
     let customers: Vec<&str> = {
         let mut seen = HashSet::new();
-        candidates
-            .iter()
-            .map(|&i| events[i].customer.as_str())
+        candidates()
+            .map(|i| events[i].customer.as_str())
             .filter(|c| seen.insert(*c))
             .collect()
     };
@@ -137,10 +103,9 @@ pub async fn ingest(
         .await?
         .into_iter()
         .collect();
-    let mut problems: Vec<FieldError> = candidates
-        .iter()
-        .filter(|&&i| !known.contains(&events[i].customer))
-        .map(|&i| FieldError::new(format!("{}customer", prefix(i)), "unknown_customer", "no such customer"))
+    let mut problems: Vec<FieldError> = candidates()
+        .filter(|&i| !known.contains(&events[i].customer))
+        .map(|i| FieldError::new(format!("{}customer", prefix(i)), "unknown_customer", "no such customer"))
         .collect();
 
     let specs: Vec<MeterSpec> = meters::all(conn, &ctx.tenant)
@@ -148,25 +113,16 @@ pub async fn ingest(
         .iter()
         .map(meters::spec)
         .collect::<std::result::Result<_, _>>()?;
-    let mut by_name: HashMap<&str, Vec<&MeterSpec>> = HashMap::new();
-    for spec in &specs {
-        by_name.entry(spec.event_name.as_str()).or_default().push(spec);
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (m, spec) in specs.iter().enumerate() {
+        by_name.entry(spec.event_name.as_str()).or_default().push(m);
     }
-    let mut readings: Vec<(usize, Accepted<'_>)> = Vec::new();
-    for &i in &candidates {
+    let mut readings = Vec::new();
+    for i in candidates() {
         let e = &events[i];
-        for spec in by_name.get(e.event_name.as_str()).into_iter().flatten() {
-            match spec.read(&e.properties) {
-                Ok(reading) => readings.push((
-                    i,
-                    Accepted {
-                        meter: &spec.id,
-                        customer: &e.customer,
-                        identifier: &e.identifier,
-                        timestamp: e.timestamp,
-                        reading,
-                    },
-                )),
+        for &m in by_name.get(e.event_name.as_str()).into_iter().flatten() {
+            match specs[m].read(&e.properties) {
+                Ok(reading) => readings.push((i, m, reading)),
                 Err(mut problem) => {
                     problem.field.insert_str(0, &prefix(i));
                     problems.push(problem);
@@ -177,16 +133,29 @@ pub async fn ingest(
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
+    Ok(Prepared {
+        events,
+        first,
+        specs,
+        readings,
+    })
+}
 
-    let identifiers: Vec<&str> = candidates.iter().map(|&i| events[i].identifier.as_str()).collect();
-    let claimed: HashSet<String> = meter_events::claim(conn, ctx.backend, &ctx.tenant, &json(&identifiers)?)
-        .await?
-        .into_iter()
+/// Accepts what is new in a prepared batch, exactly once, in the writer's transaction; see the
+/// module's documentation.
+pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Result<MeterEventBatch> {
+    let events = &batch.events;
+    let candidates: Vec<&NewEvent> = events
+        .iter()
+        .zip(&batch.first)
+        .filter(|(_, f)| **f)
+        .map(|(e, _)| e)
         .collect();
+    let identifiers: Vec<&str> = candidates.iter().map(|e| e.identifier.as_str()).collect();
+    let claimed = writer.claim(&ctx.tenant, &identifiers).await?;
     if !claimed.is_empty() {
         let rows: Vec<EventRow<'_>> = candidates
             .iter()
-            .map(|&i| &events[i])
             .filter(|e| claimed.contains(&e.identifier))
             .map(|e| EventRow {
                 identifier: &e.identifier,
@@ -196,12 +165,19 @@ pub async fn ingest(
                 properties: &e.properties,
             })
             .collect();
-        meter_events::insert(conn, ctx.backend, &ctx.tenant, &json(&rows)?, ctx.now).await?;
+        writer.insert(&ctx.tenant, &rows, ctx.now).await?;
 
-        let accepted: Vec<Accepted<'_>> = readings
-            .into_iter()
-            .filter(|(i, _)| claimed.contains(&events[*i].identifier))
-            .map(|(_, a)| a)
+        let accepted: Vec<Accepted<'_>> = batch
+            .readings
+            .iter()
+            .filter(|(i, _, _)| claimed.contains(&events[*i].identifier))
+            .map(|(i, m, reading)| Accepted {
+                meter: &batch.specs[*m].id,
+                customer: &events[*i].customer,
+                identifier: &events[*i].identifier,
+                timestamp: events[*i].timestamp,
+                reading: reading.clone(),
+            })
             .collect();
         let (rollups, distinct) = metering::fold(&accepted).ok_or_else(|| {
             Error::invalid(
@@ -226,7 +202,7 @@ pub async fn ingest(
                     latest_value: r.latest.value,
                 })
                 .collect();
-            meter_events::add_rollups(conn, ctx.backend, &ctx.tenant, &json(&rows)?).await?;
+            writer.add_rollups(&ctx.tenant, &rows).await?;
         }
         if !distinct.is_empty() {
             let rows: Vec<DistinctRow<'_>> = distinct
@@ -239,16 +215,16 @@ pub async fn ingest(
                     value,
                 })
                 .collect();
-            meter_events::add_distinct(conn, ctx.backend, &ctx.tenant, &json(&rows)?).await?;
+            writer.add_distinct(&ctx.tenant, &rows).await?;
         }
     }
 
     let mut accepted = 0;
     let statuses = events
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let counted = first.get(e.identifier.as_str()) == Some(&i) && claimed.contains(&e.identifier);
+        .zip(&batch.first)
+        .map(|(e, &first)| {
+            let counted = first && claimed.contains(&e.identifier);
             accepted += i64::from(counted);
             MeterEventStatus {
                 identifier: e.identifier.clone(),
@@ -262,6 +238,21 @@ pub async fn ingest(
         duplicates: events.len() as i64 - accepted,
         events: statuses,
     })
+}
+
+/// Checks and writes a batch on one connection (its transaction): [`prepare`], then [`write`].
+pub async fn ingest(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    events: Vec<NewEvent>,
+    single: bool,
+) -> Result<MeterEventBatch> {
+    let batch = prepare(conn, ctx, events, single).await?;
+    write(Writer::Any(conn, ctx.backend), ctx, &batch).await
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Db(sqlx::Error::Encode(e.into())))
 }
 
 /// What one meter's group totals add up to, by its aggregation.

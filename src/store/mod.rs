@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Any, AnyConnection, Postgres, Transaction};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 use crate::config::DatabaseConfig;
@@ -53,6 +54,10 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL's own driver, beside the `Any` pool, for what `Any` cannot say: `COPY`
+    /// (meter event batches, see [`meter_events::Writer`]). Lazy: it opens no connection until
+    /// a batch is written.
+    copy: Option<PgPool>,
 }
 
 impl Store {
@@ -70,6 +75,28 @@ impl Store {
             Backend::Postgres => raw_url.to_owned(),
         };
         let session_sql = backend.session_setup_sql(config);
+        let copy = match backend {
+            Backend::Postgres if config.copy_connections > 0 => {
+                let sql = session_sql.clone();
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.copy_connections)
+                    .min_connections(0)
+                    .acquire_timeout(config.acquire_timeout)
+                    .idle_timeout(config.idle_timeout)
+                    .max_lifetime(config.max_lifetime)
+                    .after_connect(move |conn: &mut PgConnection, _| {
+                        let sql = sql.clone();
+                        Box::pin(async move {
+                            conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy(&url)
+                    .map_err(StoreError::Url)?;
+                Some(pool)
+            }
+            _ => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -88,7 +115,7 @@ impl Store {
             })
             .connect_lazy(&url)
             .map_err(StoreError::Url)?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, copy })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -117,6 +144,24 @@ impl Store {
         self.backend
     }
 
+    /// Whether [`Store::begin_copy`] can: on PostgreSQL.
+    pub fn copies(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// A write transaction on PostgreSQL's own driver (which can `COPY`), measured like
+    /// [`Store::acquire`]; `None` on SQLite.
+    pub async fn begin_copy(&self) -> Option<Result<Transaction<'static, Postgres>, sqlx::Error>> {
+        let pool = self.copy.as_ref()?;
+        let started = Instant::now();
+        let conn = pool.acquire().await;
+        observe_acquire(started, &conn);
+        Some(match conn {
+            Ok(conn) => Transaction::begin(conn, None).await,
+            Err(e) => Err(e),
+        })
+    }
+
     /// Runs a trivial query and reports how long it took.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, String> {
         let started = Instant::now();
@@ -129,6 +174,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(copy) = &self.copy {
+            copy.close().await;
+        }
         self.pool.close().await;
     }
 }

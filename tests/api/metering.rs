@@ -116,6 +116,38 @@ async fn meters_count_each_event_once_and_usage_adds_up(backend: Backend) {
         .await
         .expect(200);
     assert_eq!(statuses(&one), ["accepted"]);
+    // Text that `COPY` must escape (backslash, tab, line breaks) is stored as sent.
+    let awkward = json!({"note": "a\\b\tc\nd\re", "path": "C:\\x"});
+    let escaped = json!({"identifier": "k\\1", "event_name": "login", "customer": customer,
+        "timestamp": base + 2, "properties": awkward});
+    assert_eq!(
+        statuses(&api.post("/v1/meter_events", escaped).await.expect(200)),
+        ["accepted"]
+    );
+    let stored: String = sqlx::query_scalar("SELECT properties FROM meter_events WHERE identifier = 'k\\1'")
+        .fetch_one(app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&stored).unwrap(), awkward);
+    // With an Idempotency-Key, the batch is written in the transaction that stores its answer
+    // (on PostgreSQL, without `COPY`): a replay gives the first answer, not "duplicate".
+    let keyed = json!({"events": [
+        event("e6", base + 3_000, 4, Some("us"), "dan"),
+        {"identifier": "k2", "event_name": "login", "customer": customer, "timestamp": base + 3},
+    ]});
+    let key = Some("meter-batch-k2");
+    let first_keyed = api
+        .send(reqwest::Method::POST, "/v1/meter_events", Some(keyed.clone()), key)
+        .await
+        .expect(200);
+    assert_eq!(statuses(&first_keyed), ["duplicate", "accepted"]);
+    let replayed = api
+        .send(reqwest::Method::POST, "/v1/meter_events", Some(keyed.clone()), key)
+        .await
+        .expect(200);
+    assert_eq!(replayed, first_keyed);
+    let unkeyed = api.post("/v1/meter_events", keyed).await.expect(200);
+    assert_eq!(statuses(&unkeyed), ["duplicate", "duplicate"]);
 
     let usage = api
         .get(&format!(

@@ -826,11 +826,9 @@ async fn run_bill_case(
                         properties: json!({"tokens": tokens, "user": format!("u{user}")}),
                     })
                     .collect();
-                let mut tx = store.begin_write().await.map_err(|e| fail(&e))?;
-                metering::ingest(&mut tx, &ctx, events, false)
+                crate::helpers::ingest(store, &ctx, events)
                     .await
                     .map_err(|e| fail(&e))?;
-                tx.commit().await.map_err(|e| fail(&e))?;
                 for &(id, customer, at, tokens, user) in batch {
                     if first_of.insert(id) && customer == 0 {
                         let ev = Ev {

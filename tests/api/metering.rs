@@ -654,11 +654,9 @@ async fn run_case(store: &Store, backend: Backend, n: usize, case: &Case) -> Res
                 }
             })
             .collect();
-        let mut tx = store.begin_write().await.map_err(|e| fail(&e))?;
-        let reply = metering::ingest(&mut tx, &ctx, events, false)
+        let reply = crate::helpers::ingest(store, &ctx, events)
             .await
             .map_err(|e| fail(&e))?;
-        tx.commit().await.map_err(|e| fail(&e))?;
         for (e, status) in batch.iter().zip(&reply.events) {
             let new = seen.insert(e.id);
             let want = if new { "accepted" } else { "duplicate" };

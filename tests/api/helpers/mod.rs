@@ -243,3 +243,39 @@ pub fn field_errors(problem: &serde_json::Value) -> std::collections::BTreeSet<(
         })
         .unwrap_or_default()
 }
+
+/// Ingests a batch as `POST /v1/meter_events` does without an `Idempotency-Key`: checked on a
+/// pooled connection, then written with `COPY` in a transaction of PostgreSQL's own driver, or
+/// in one `Any` transaction on SQLite. Errors as text, for property tests.
+pub async fn ingest(
+    store: &Store,
+    ctx: &billing_api::operation::Ctx,
+    events: Vec<billing_api::billing::metering::NewEvent>,
+) -> Result<billing_api::objects::MeterEventBatch, String> {
+    use billing_api::billing::metering;
+    use billing_api::store::meter_events::Writer;
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    if !store.copies() {
+        let mut tx = store.begin_write().await.map_err(|e| text(&e))?;
+        let batch = metering::ingest(&mut tx, ctx, events, false)
+            .await
+            .map_err(|e| text(&e))?;
+        tx.commit().await.map_err(|e| text(&e))?;
+        return Ok(batch);
+    }
+    let checked = {
+        let mut conn = store.acquire().await.map_err(|e| text(&e))?;
+        metering::prepare(&mut conn, ctx, events, false)
+            .await
+            .map_err(|e| text(&e))?
+    };
+    let mut tx = match store.begin_copy().await {
+        Some(tx) => tx.map_err(|e| text(&e))?,
+        None => return Err("no COPY pool".into()),
+    };
+    let batch = metering::write(Writer::Postgres(&mut tx), ctx, &checked)
+        .await
+        .map_err(|e| text(&e))?;
+    tx.commit().await.map_err(|e| text(&e))?;
+    Ok(batch)
+}

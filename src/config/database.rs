@@ -104,7 +104,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("database.max_connections", "Most connections the pool opens."),
     key(
         "database.copy_connections",
-        "PostgreSQL: most connections of a second pool that writes meter event batches with `COPY` (about 1.6 times the events per second of the main pool's statements); opened only while batches arrive, so count them with `max_connections`. `0`: batches go through the main pool.",
+        "PostgreSQL: most connections of a second pool that writes meter event batches with `COPY` (about half PostgreSQL's CPU per event of the main pool's statements); opened only while batches arrive, so count them with `max_connections`. `0`: batches go through the main pool.",
     ),
     key("database.min_connections", "Connections the pool keeps open when idle."),
     key(

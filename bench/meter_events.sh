@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Usage ingestion on one PostgreSQL: meter events per second sent over HTTP in batches of 1,000
 # (POST /v1/meter_events, every event new: claimed, stored, added to the rollups of two meters,
-# one grouped), against COPY-ing the very rows the run stored into the same tables (the
-# physical limit of this machine for those rows). The run is checked, not only timed: the
-# events stored must be the events acknowledged, each once.
+# one grouped, until the last rollup delta is folded), against COPY-ing the very rows the run
+# stored into the same tables (the physical limit of this machine for those rows). The run is
+# checked, not only timed: the events stored must be the events acknowledged, each once.
 #
 # Then the invoice-time aggregation: a customer with EVENTS_FOR_AGGREGATION events (100 million
 # by default) over a month, written as the rollups ingestion makes of them (one row per minute
@@ -55,7 +55,14 @@ wait "$load"
 requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
 seconds=$(awk '/requests in/ {sub(/s,$/, "", $4); print $4}' "$work/wrk.txt")
 if [ -s "$work/wrk.err" ]; then echo "refused requests:"; head -5 "$work/wrk.err"; exit 1; fi
+# The run is over when the service has folded every rollup delta into the rollups (it does every
+# second): that time counts, as if the load had lasted until then.
+drain_start=$(date +%s%N)
+until [ "$(psql -qAtX "$PG_URL" -c "SELECT count(*) FROM meter_rollup_deltas")" = 0 ]; do sleep 0.1; done
+drain_ms=$(( ($(date +%s%N) - drain_start) / 1000000 ))
+seconds=$(awk -v s="$seconds" -v d="$drain_ms" 'BEGIN { printf "%.2f", s + d / 1000 }')
 svc_cpu=$(awk -v a="$(cpu_of "$svc")" -v b="$svc_before" -v t="$tick" 'BEGIN { printf "%.1f", (a - b) / t }')
+svc_peak=$(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$svc/status")
 kill "$svc"; wait "$svc" 2>/dev/null || true; svc=
 stored=$(psql -qAtX "$PG_URL" -c "SELECT count(*) FROM meter_events")
 ids=$(psql -qAtX "$PG_URL" -c "SELECT count(*) FROM meter_event_ids")
@@ -67,8 +74,8 @@ if [ "$stored" -lt $((requests * 1000)) ] || [ "$stored" -gt $(((requests + CONN
   echo "check failed: $requests requests acknowledged, $stored events stored, $ids identifiers, $counted counted"; exit 1
 fi
 service=$(awk -v n="$stored" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
-echo "meter events: $stored in ${seconds}s over HTTP ($CONNS connections, batches of 1,000, $CUSTOMERS customers): $service events/s"
-echo "the service's CPU: $svc_cpu s, $(awk -v c="$svc_cpu" -v n="$stored" 'BEGIN { printf "%.1f", c * 1e6 / n }') µs per event (PostgreSQL and the load generator share the rest of $(nproc) cores)"
+echo "meter events: $stored in ${seconds}s over HTTP ($CONNS connections, batches of 1,000, $CUSTOMERS customers; the last rollup deltas folded ${drain_ms} ms after the load): $service events/s"
+echo "the service's CPU: $svc_cpu s, $(awk -v c="$svc_cpu" -v n="$stored" 'BEGIN { printf "%.1f", c * 1e6 / n }') µs per event (PostgreSQL and the load generator share the rest of $(nproc) cores); its peak memory (RSS): $svc_peak MiB"
 
 # COPY the same rows into the same tables, emptied, in one transaction.
 tables=(meter_event_ids meter_events meter_rollups meter_distinct_values)

@@ -197,6 +197,7 @@ impl Application {
             config.billing.meter_event_grace_seconds(),
             stop.clone(),
         ));
+        let folder = tokio::spawn(crate::billing::rollups::run(store.clone(), stop.clone()));
         if config.idempotency.purger {
             tokio::spawn(idempotency::purge_expired(
                 store.clone(),
@@ -229,7 +230,17 @@ impl Application {
         if let Some(scheduler) = scheduler {
             let _ = tokio::time::timeout(drain + Duration::from_secs(1), scheduler).await;
         }
+        // The deltas the last requests appended are folded before the pool closes: the last
+        // instance to stop leaves none waiting (a build before the folder would not count them).
+        let _ = folder.await;
         if drained {
+            match tokio::time::timeout(drain, crate::billing::rollups::fold_all(&store)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %crate::store::describe_error(&e), "the last fold of meter rollups failed")
+                }
+                Err(_) => tracing::warn!("the last fold of meter rollups did not finish in time"),
+            }
             store.close().await;
             tracing::info!("shutdown complete");
         } else {

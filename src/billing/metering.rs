@@ -202,7 +202,7 @@ pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Resul
                     latest_value: r.latest.value,
                 })
                 .collect();
-            writer.add_rollups(&ctx.tenant, &rows).await?;
+            writer.add_rollups(&ctx.tenant, &rows, ctx.now).await?;
         }
         if !distinct.is_empty() {
             let rows: Vec<DistinctRow<'_>> = distinct

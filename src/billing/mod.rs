@@ -12,6 +12,7 @@ pub mod invoices;
 pub mod ledger;
 pub mod metering;
 pub mod payments;
+pub mod rollups;
 pub mod subscriptions;
 pub mod test_clocks;
 mod usage;

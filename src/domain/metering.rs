@@ -293,7 +293,7 @@ pub fn window_minutes(start: i64, end: i64) -> (i64, i64) {
 pub type Folded<'a> = (BTreeMap<RollupKey<'a>, Rollup<'a>>, BTreeSet<(RollupKey<'a>, &'a str)>);
 
 /// Folds accepted readings into rollups and distinct values, in key order (the order rows are
-/// written in, so that concurrent batches lock them in one order). `None` on overflow.
+/// written in). `None` on overflow.
 pub fn fold<'a>(accepted: &'a [Accepted<'a>]) -> Option<Folded<'a>> {
     let mut rollups: BTreeMap<RollupKey<'a>, Rollup<'a>> = BTreeMap::new();
     let mut distinct = BTreeSet::new();

@@ -24,6 +24,16 @@ impl Backend {
         }
     }
 
+    /// Opens a transaction that will write what it read, every statement seeing the same
+    /// snapshot: SQLite's write transaction (no other writer until it ends), PostgreSQL's
+    /// `REPEATABLE READ` (what commits meanwhile stays out of it).
+    pub fn begin_snapshot_write_sql(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        }
+    }
+
     /// Appended to a `SELECT` that reads rows to change them: PostgreSQL holds them until the
     /// transaction ends; on SQLite the write transaction already excludes every other writer.
     pub fn for_update(self) -> &'static str {
@@ -125,6 +135,28 @@ impl Backend {
                     .map(|(name, _)| format!("json_extract(value, '$.{name}') AS {name}"))
                     .collect();
                 format!("(SELECT {} FROM json_each({param})) AS {alias}", read.join(", "))
+            }
+        }
+    }
+
+    /// A row's identity within a transaction that alone deletes from its table (PostgreSQL's
+    /// `ctid`, SQLite's `rowid`), as text: how rows read can be deleted exactly, and no others.
+    pub fn row_id_sql(self) -> &'static str {
+        match self {
+            Backend::Postgres => "CAST(ctid AS TEXT)",
+            Backend::Sqlite => "CAST(rowid AS TEXT)",
+        }
+    }
+
+    /// Deletes from `table` the rows whose identities ([`Backend::row_id_sql`]) are in the JSON
+    /// array of strings bound as `$1` (on PostgreSQL, found by a TID scan).
+    pub fn delete_rows_sql(self, table: &str) -> String {
+        match self {
+            Backend::Postgres => format!(
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT CAST(value AS tid) FROM json_array_elements_text($1::json)))"
+            ),
+            Backend::Sqlite => {
+                format!("DELETE FROM {table} WHERE rowid IN (SELECT CAST(value AS INTEGER) FROM json_each($1))")
             }
         }
     }

@@ -1,4 +1,6 @@
 //! Meters, and the usage their rollups add up to.
+use std::sync::LazyLock;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe};
 
@@ -103,10 +105,21 @@ pub struct GroupTotals {
     pub distinct: i64,
 }
 
+/// The rows of one customer's meter over the minutes `$4 <= minute < $5` (`$1` tenant, `$2`
+/// meter, `$3` customer): the rollups and the deltas not yet folded into them, which together
+/// hold every accepted event once, before and after a fold (`meter_rollups::fold`).
+fn rollups_over(columns: &str, minutes: &str) -> String {
+    let key = format!("tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND {minutes}");
+    format!(
+        "SELECT {columns} FROM meter_rollups WHERE {key} \
+         UNION ALL SELECT {columns} FROM meter_rollup_deltas WHERE {key}"
+    )
+}
+
 /// The meter's rollups for the customer over the minutes in `[start, end)`, per group: one
-/// range of the rollups' primary key, whatever the number of events behind them. The latest
-/// event's identifier and value are read for a `latest` meter only, the distinct values for a
-/// `unique_count` meter only.
+/// range of the rollups' primary key (and of the deltas' index), whatever the number of events
+/// behind them. The latest event's identifier and value are read for a `latest` meter only, the
+/// distinct values for a `unique_count` meter only.
 #[tracing::instrument(target = "otel", level = "debug", name = "db meters.group_totals", skip_all, fields(otel.kind = "client"))]
 pub async fn group_totals(
     conn: &mut AnyConnection,
@@ -116,37 +129,46 @@ pub async fn group_totals(
     (start, end): (i64, i64),
     aggregation: Aggregation,
 ) -> Result<Vec<GroupTotals>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT group_key, CAST(SUM(events) AS BIGINT) AS events, CAST(SUM(value_sum) AS BIGINT) AS value_sum, MAX(value_max) AS value_max, \
-         MAX(latest_at) AS latest_at FROM meter_rollups \
-         WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute >= $4 AND minute < $5 \
-         GROUP BY group_key ORDER BY group_key",
-    )
-    .bind(tenant)
-    .bind(meter)
-    .bind(customer)
-    .bind(start)
-    .bind(end)
-    .fetch_all(&mut *conn)
-    .await?;
+    static TOTALS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT group_key, CAST(SUM(events) AS BIGINT) AS events, CAST(SUM(value_sum) AS BIGINT) AS value_sum, \
+             MAX(value_max) AS value_max, MAX(latest_at) AS latest_at FROM ({}) AS r \
+             GROUP BY group_key ORDER BY group_key",
+            rollups_over(
+                "group_key, events, value_sum, value_max, latest_at",
+                "minute >= $4 AND minute < $5"
+            )
+        )
+    });
+    static LATEST: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT latest_id, latest_value FROM ({}) AS r ORDER BY latest_at DESC, latest_id DESC LIMIT 1",
+            rollups_over("latest_at, latest_id, latest_value", "minute = $4 AND group_key = $5")
+        )
+    });
+    let rows = sqlx::query(AssertSqlSafe(TOTALS.as_str()))
+        .bind(tenant)
+        .bind(meter)
+        .bind(customer)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut totals = Vec::with_capacity(rows.len());
     for row in &rows {
         let group: String = get(row, "group_key")?;
         let latest_at: i64 = get(row, "latest_at")?;
         let (latest_id, latest_value) = if aggregation == Aggregation::Latest {
             // Within the latest second, the greatest identifier: all the events of that second
-            // are in one rollup (its minute's), so this reads one row of the key.
-            sqlx::query_as(
-                "SELECT latest_id, latest_value FROM meter_rollups \
-                 WHERE tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND minute = $4 AND group_key = $5",
-            )
-            .bind(tenant)
-            .bind(meter)
-            .bind(customer)
-            .bind(crate::domain::metering::minute_of(latest_at))
-            .bind(&group)
-            .fetch_one(&mut *conn)
-            .await?
+            // are in one minute's rows (its rollup and deltas), so this reads one key.
+            sqlx::query_as(AssertSqlSafe(LATEST.as_str()))
+                .bind(tenant)
+                .bind(meter)
+                .bind(customer)
+                .bind(crate::domain::metering::minute_of(latest_at))
+                .bind(&group)
+                .fetch_one(&mut *conn)
+                .await?
         } else {
             (String::new(), 0)
         };

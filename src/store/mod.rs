@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod invoices;
 pub mod ledger;
 pub mod meter_events;
+pub mod meter_rollups;
 pub mod meters;
 pub mod migrate;
 pub mod page;
@@ -135,8 +136,17 @@ impl Store {
     /// A transaction that will write (see [`Backend::begin_write_sql`]), measured like
     /// [`Store::acquire`].
     pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        self.begin_with(self.backend.begin_write_sql()).await
+    }
+
+    /// A transaction whose statements see one snapshot (see
+    /// [`Backend::begin_snapshot_write_sql`]), measured like [`Store::acquire`].
+    pub async fn begin_snapshot_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        self.begin_with(self.backend.begin_snapshot_write_sql()).await
+    }
+
+    async fn begin_with(&self, begin: &'static str) -> Result<Transaction<'static, Any>, sqlx::Error> {
         let conn = self.acquire().await?;
-        let begin = self.backend.begin_write_sql();
         Transaction::begin(conn, Some(sqlx::SqlSafeStr::into_sql_str(begin))).await
     }
 
@@ -144,7 +154,7 @@ impl Store {
         self.backend
     }
 
-    /// Whether [`Store::begin_copy`] can: on PostgreSQL.
+    /// Whether [`Store::begin_copy`] can: on PostgreSQL, unless `database.copy_connections` is 0.
     pub fn copies(&self) -> bool {
         self.copy.is_some()
     }

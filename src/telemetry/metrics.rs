@@ -43,6 +43,9 @@ pub const CYCLE_PERIODS: &str = "billing_cycle_periods_billed_total";
 pub const CYCLE_FAILURES: &str = "billing_cycle_failures_total";
 pub const METER_EVENTS_ACCEPTED: &str = "billing_meter_events_accepted_total";
 pub const METER_EVENTS_DUPLICATE: &str = "billing_meter_events_duplicate_total";
+pub const METER_ROLLUP_LAG: &str = "billing_meter_rollup_lag_seconds";
+pub const METER_ROLLUP_DELTAS_FOLDED: &str = "billing_meter_rollup_deltas_folded_total";
+pub const METER_ROLLUP_FOLD_FAILURES: &str = "billing_meter_rollup_fold_failures_total";
 
 /// Request latency buckets, in seconds: fine below 100 ms, where the SLO lives.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -144,6 +147,19 @@ fn describe() {
         METER_EVENTS_DUPLICATE,
         "Meter events answered `duplicate`: their identifier was accepted before (client retries)"
     );
+    describe_gauge!(
+        METER_ROLLUP_LAG,
+        metrics::Unit::Seconds,
+        "Age of the oldest rollup delta when this instance last folded them into the rollups (0: none waiting); usage reads are exact whatever it is"
+    );
+    describe_counter!(
+        METER_ROLLUP_DELTAS_FOLDED,
+        "Rollup deltas (one per batch, meter, customer, minute and group) folded into the rollups by this instance"
+    );
+    describe_counter!(
+        METER_ROLLUP_FOLD_FAILURES,
+        "Folds of rollup deltas that failed on this instance (retried a second later)"
+    );
     gauge!(BUILD_INFO, "version" => build_info::VERSION, "commit" => build_info::GIT_COMMIT, "rustc" => build_info::RUSTC_VERSION).set(1.0);
     // Counters exist from the start at 0, so `rate()` and `increase()` see their first events
     // and dashboards show 0 rather than "no data".
@@ -163,6 +179,8 @@ fn describe() {
         CYCLE_FAILURES,
         METER_EVENTS_ACCEPTED,
         METER_EVENTS_DUPLICATE,
+        METER_ROLLUP_DELTAS_FOLDED,
+        METER_ROLLUP_FOLD_FAILURES,
     ] {
         counter!(name).increment(0);
     }
@@ -170,6 +188,7 @@ fn describe() {
         counter!(RATE_LIMITED, "class" => *class).increment(0);
     }
     gauge!(RATE_LIMIT_SHARED).set(0.0);
+    gauge!(METER_ROLLUP_LAG).set(0.0);
     for outcome in WEBHOOK_OUTCOMES {
         counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).increment(0);
     }
@@ -336,6 +355,16 @@ impl Drop for InFlight {
 
 pub fn cycle_periods(n: usize) {
     counter!(CYCLE_PERIODS).increment(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
+/// A fold of rollup deltas: how many, and how long the oldest had waited.
+pub fn rollups_folded(deltas: i64, lag_seconds: i64) {
+    counter!(METER_ROLLUP_DELTAS_FOLDED).increment(u64::try_from(deltas).unwrap_or(0));
+    gauge!(METER_ROLLUP_LAG).set(lag_seconds.max(0) as f64);
+}
+
+pub fn rollup_fold_failure() {
+    counter!(METER_ROLLUP_FOLD_FAILURES).increment(1);
 }
 
 pub fn cycle_failure() {

@@ -813,6 +813,7 @@ async fn run_bill_case(
             .map_err(|e| fail(&e))?;
         tx.commit().await.map_err(|e| fail(&e))
     };
+    let mut sent = 0;
     for op in &case.ops {
         match op {
             Op::Send(batch) => {
@@ -829,6 +830,14 @@ async fn run_bill_case(
                 crate::helpers::ingest(store, &ctx, events)
                     .await
                     .map_err(|e| fail(&e))?;
+                // After every second batch, some deltas (at most 7) are folded into the
+                // rollups: invoices are made from rollups, deltas, or both.
+                sent += 1;
+                if sent % 2 == 0 {
+                    billing_api::billing::rollups::fold_once(store, 7)
+                        .await
+                        .map_err(|e| fail(&e))?;
+                }
                 for &(id, customer, at, tokens, user) in batch {
                     if first_of.insert(id) && customer == 0 {
                         let ev = Ev {

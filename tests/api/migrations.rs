@@ -7,7 +7,8 @@ use crate::helpers::{TestDb, config_for};
 
 backend_tests!(
     run_status_and_revert,
-    a_newer_release_schema_is_accepted_but_not_reverted
+    a_newer_release_schema_is_accepted_but_not_reverted,
+    reverting_the_rollup_deltas_folds_them_into_the_rollups
 );
 
 async fn store_for(db: &TestDb) -> Store {
@@ -55,6 +56,45 @@ async fn run_status_and_revert(backend: Backend) {
     }
     store.migrate_run().await.unwrap();
     assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    store.close().await;
+}
+
+/// Migration 0019 (rollup deltas) folds the deltas left into the rollups before it drops their
+/// table: reverting it loses no usage.
+async fn reverting_the_rollup_deltas_folds_them_into_the_rollups(backend: Backend) {
+    let Some(db) = TestDb::empty(backend).await else {
+        return;
+    };
+    let store = store_for(&db).await;
+    store.migrate_run().await.unwrap();
+    let row = "'t', 'mtr_1', 'cus_1', 60, '[]'";
+    for sql in [
+        format!("INSERT INTO meter_rollups VALUES ({row}, 2, 20, 15, 61, 'a', 5)"),
+        format!("INSERT INTO meter_rollup_deltas VALUES ({row}, 1, 7, 7, 65, 'b', 7, 1000)"),
+        format!("INSERT INTO meter_rollup_deltas VALUES ({row}, 3, 30, 12, 62, 'c', 9, 1000)"),
+        "INSERT INTO meter_rollup_deltas VALUES ('t', 'mtr_1', 'cus_1', 120, '[]', 1, 4, 4, 121, 'd', 4, 1000)"
+            .to_owned(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    while store.migrate_revert().await.unwrap() != 19 {}
+    let rollups: Vec<(i64, i64, i64, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT minute, events, value_sum, value_max, latest_at, latest_id, latest_value FROM meter_rollups ORDER BY minute",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        rollups,
+        [
+            (60, 6, 57, 15, 65, "b".to_owned(), 7),
+            (120, 1, 4, 4, 121, "d".to_owned(), 4)
+        ]
+    );
+    store.migrate_run().await.unwrap();
     store.close().await;
 }
 

@@ -3,6 +3,10 @@
 //! Run by bench/middleware.sh; not part of the service.
 use axum::{Router, http::header, routing::get};
 
+/// The service's allocator (src/main.rs), so that the ratio measures the middleware alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:0".to_owned());

@@ -327,15 +327,22 @@ fn copy_row(out: &mut Vec<u8>, fields: &[Field<'_>]) {
 }
 
 fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    for &b in bytes {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
+    // Copied in runs between the bytes to escape (rare: identifiers and names hold none), not
+    // byte by byte: this is most of the bytes a batch sends.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escaped);
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
 }
 
 /// Writes through [`escape_into`].
@@ -372,4 +379,20 @@ pub async fn known_customers(
         backend.json_texts("$2", "i")
     ));
     sqlx::query_scalar(sql).bind(tenant).bind(ids).fetch_all(conn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_backslashes_tabs_and_line_breaks_and_nothing_else() {
+        let mut out = Vec::new();
+        escape_into(&mut out, "a\\b\tc\nd\re \"é\" \\".as_bytes());
+        assert_eq!(String::from_utf8(out).as_deref(), Ok("a\\\\b\\tc\\nd\\re \"é\" \\\\"));
+        let mut out = b"x".to_vec();
+        escape_into(&mut out, b"plain");
+        escape_into(&mut out, b"");
+        assert_eq!(out, b"xplain");
+    }
 }

@@ -23,8 +23,9 @@ pub fn router(state: AppState) -> Router {
 /// Gauges that describe "now" (pool occupancy, readiness) are read at scrape time rather than
 /// kept up to date on every request.
 async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = state.store.pool();
-    metrics::pool(pool.size(), pool.num_idle(), pool.options().get_max_connections());
+    for occupancy in state.store.pool_occupancy() {
+        metrics::pool(occupancy.pool, occupancy.size, occupancy.idle, occupancy.max);
+    }
     let (ready, _) = health::evaluate(&state).await;
     metrics::ready(ready);
     if let Ok(mut conn) = state.store.acquire().await {

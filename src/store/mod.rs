@@ -61,6 +61,16 @@ pub struct Store {
     copy: Option<PgPool>,
 }
 
+/// How many connections a pool holds, how many of them wait idle, and its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOccupancy {
+    /// `main` or `copy`.
+    pub pool: &'static str,
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 impl Store {
     /// Builds the pool without connecting, so the API can start (and report itself unready)
     /// while the database is still coming up.
@@ -121,6 +131,24 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Each pool's occupancy, for the scrape: `main`, and `copy` when batches of meter events
+    /// have one ([`Store::copies`]).
+    pub fn pool_occupancy(&self) -> impl Iterator<Item = PoolOccupancy> + use<> {
+        let main = PoolOccupancy {
+            pool: "main",
+            size: self.pool.size(),
+            idle: self.pool.num_idle(),
+            max: self.pool.options().get_max_connections(),
+        };
+        let copy = self.copy.as_ref().map(|copy| PoolOccupancy {
+            pool: "copy",
+            size: copy.size(),
+            idle: copy.num_idle(),
+            max: copy.options().get_max_connections(),
+        });
+        std::iter::once(main).chain(copy)
     }
 
     /// A pooled connection; the wait is measured and a timeout counted, because pool starvation

@@ -81,8 +81,14 @@ fn describe() {
         HTTP_REQUESTS_SHED,
         "Requests refused with 503 because server.concurrency_limit was reached"
     );
-    describe_gauge!(DB_POOL_CONNECTIONS, "Open database connections by state (idle, in_use)");
-    describe_gauge!(DB_POOL_MAX_CONNECTIONS, "database.max_connections");
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Open database connections by pool (main, copy) and state (idle, in_use)"
+    );
+    describe_gauge!(
+        DB_POOL_MAX_CONNECTIONS,
+        "A pool's maximum: database.max_connections (main), database.copy_connections (copy)"
+    );
     describe_histogram!(
         DB_POOL_ACQUIRE_DURATION,
         metrics::Unit::Seconds,
@@ -307,11 +313,13 @@ pub fn shed() {
     counter!(HTTP_REQUESTS_SHED).increment(1);
 }
 
-pub fn pool(size: u32, idle: usize, max: u32) {
+/// A pool's occupancy, labelled `pool` (`main`, or `copy`: the small pool that writes batches of
+/// meter events on PostgreSQL).
+pub fn pool(pool: &'static str, size: u32, idle: usize, max: u32) {
     let idle = idle as f64;
-    gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
-    gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set((f64::from(size) - idle).max(0.0));
-    gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(max));
+    gauge!(DB_POOL_CONNECTIONS, "pool" => pool, "state" => "idle").set(idle);
+    gauge!(DB_POOL_CONNECTIONS, "pool" => pool, "state" => "in_use").set((f64::from(size) - idle).max(0.0));
+    gauge!(DB_POOL_MAX_CONNECTIONS, "pool" => pool).set(f64::from(max));
 }
 
 pub fn acquired(seconds: f64) {

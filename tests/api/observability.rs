@@ -33,6 +33,70 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// On PostgreSQL, batches of meter events are written through a second pool: its occupancy is
+/// scraped beside the main pool's, and the folder's work shows in its counters.
+#[tokio::test]
+async fn the_copy_pool_and_the_rollup_folder_are_measured() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    api.post("/v1/meters", json!({"event_name": "call", "aggregation": "count"}))
+        .await
+        .expect(201);
+    let (_, before) = scrape(&app).await;
+    let folded = "billing_meter_rollup_deltas_folded_total";
+    let events: Vec<_> = (0..3)
+        .map(|i| json!({"identifier": format!("obs-{i}"), "event_name": "call", "customer": customer}))
+        .collect();
+    let batch = api
+        .post("/v1/meter_events", json!({"events": events}))
+        .await
+        .expect(200);
+    assert_eq!(batch["accepted"], 3);
+    // The folder runs every second: this app's deltas are folded within a few, and counted.
+    let waiting = async || -> (i64, i64) {
+        let mut conn = app.store.acquire().await.unwrap();
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM meter_rollup_deltas), (SELECT COUNT(*) FROM meter_rollups)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+    };
+    let mut left = waiting().await;
+    for _ in 0..100 {
+        if left.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = waiting().await;
+    }
+    assert_eq!(left, (0, 1), "(deltas, rollups) after the folder's runs");
+    let text = scrape(&app).await.1;
+    assert!(
+        sample(&text, folded).unwrap_or(0.0) > sample(&before, folded).unwrap_or(0.0),
+        "no rollup delta counted as folded:\n{text}"
+    );
+    assert!(sample(&text, "billing_meter_rollup_lag_seconds").is_some());
+    assert!(sample(&text, "billing_meter_rollup_fold_failures_total").is_some());
+    // The copy pool opened a connection for the batch (lazily) and keeps it until idle.
+    let copy = |state: &str| {
+        sample(
+            &text,
+            &format!(r#"billing_db_pool_connections{{pool="copy",state="{state}"}}"#),
+        )
+    };
+    assert!(
+        copy("idle").unwrap_or(0.0) + copy("in_use").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, r#"billing_db_pool_max_connections{pool="copy"}"#),
+        Some(4.0)
+    );
+    assert!(sample(&text, r#"billing_db_pool_max_connections{pool="main"}"#).unwrap_or(0.0) >= 1.0);
+}
+
 #[tokio::test]
 async fn metrics_are_served_on_the_admin_listener_with_bounded_labels() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
@@ -96,9 +160,9 @@ async fn metrics_are_served_on_the_admin_listener_with_bounded_labels() {
     assert!(delta("billing_idempotent_replays_total") >= 1.0);
     assert!(sample(&text, "billing_db_pool_acquire_duration_seconds_count").unwrap_or(0.0) >= 1.0);
     assert!(sample(&text, "billing_http_requests_in_flight").is_some());
-    assert!(sample(&text, r#"billing_db_pool_connections{state="idle"}"#).is_some());
-    assert!(sample(&text, r#"billing_db_pool_connections{state="in_use"}"#).is_some());
-    assert!(sample(&text, "billing_db_pool_max_connections").unwrap_or(0.0) >= 1.0);
+    assert!(sample(&text, r#"billing_db_pool_connections{pool="main",state="idle"}"#).is_some());
+    assert!(sample(&text, r#"billing_db_pool_connections{pool="main",state="in_use"}"#).is_some());
+    assert!(sample(&text, r#"billing_db_pool_max_connections{pool="main"}"#).unwrap_or(0.0) >= 1.0);
     assert!(text.contains(&format!(
         r#"billing_build_info{{version="{}""#,
         env!("CARGO_PKG_VERSION")

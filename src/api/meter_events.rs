@@ -183,15 +183,17 @@ pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response,
     };
     let single = !matches!(&w.body.0, Value::Object(b) if b.contains_key("events"));
     let events = c.finish(|| events.into_iter().collect::<Option<Vec<_>>>())?;
-    w.run_copy(
-        async |conn, ctx| ops::prepare(conn, ctx, events, single).await,
-        async |writer, ctx, checked| {
-            let batch = ops::write(writer, ctx, &checked).await?;
-            let (accepted, duplicates) = (batch.accepted as u64, batch.duplicates as u64);
-            Ok(Done::ok(batch)
-                .counting_by(metrics::METER_EVENTS_ACCEPTED, accepted)
-                .counting_by(metrics::METER_EVENTS_DUPLICATE, duplicates))
-        },
+    // A batch counts its events once committed, whichever way it is written.
+    let done = |batch: MeterEventBatch| {
+        let (accepted, duplicates) = (batch.accepted as u64, batch.duplicates as u64);
+        Done::ok(batch)
+            .counting_by(metrics::METER_EVENTS_ACCEPTED, accepted)
+            .counting_by(metrics::METER_EVENTS_DUPLICATE, duplicates)
+    };
+    w.run_copying(
+        events,
+        async |store, ctx, events| Ok(done(ops::ingest_copying(store, ctx, events, single).await?)),
+        async |conn, ctx, events| Ok(done(ops::ingest(conn, ctx, events, single).await?)),
     )
     .await
 }

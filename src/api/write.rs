@@ -19,7 +19,7 @@ use super::problem::{self, Problem};
 use super::state::AppState;
 use crate::auth::Principal;
 use crate::operation::{self, Ctx};
-use crate::store::meter_events::Writer;
+use crate::store::Store;
 use crate::telemetry::metrics;
 
 /// A write request, taken apart: who asks (401 first), under which id, with which key, for
@@ -168,23 +168,18 @@ impl Write {
         Ok(respond(status, body, content_type))
     }
 
-    /// Runs a write of meter events: `check` reads (and refuses) first, then `write` writes in
-    /// the transaction. On PostgreSQL, without an `Idempotency-Key`, `check` runs on a pooled
-    /// connection and `write` in a transaction of PostgreSQL's own driver, which can `COPY`
-    /// ([`Store::begin_copy`](crate::store::Store::begin_copy)); with a key (whose answer is
-    /// stored in the transaction) or on SQLite, both run in one [`Write::run`].
-    pub async fn run_copy<P, T: Serialize>(
+    /// Runs a write of meter events. On PostgreSQL without an `Idempotency-Key`, `copying`
+    /// writes in transactions of its own on the store's copy pool
+    /// ([`ingest_copying`](crate::billing::metering::ingest_copying)); with a key (whose answer
+    /// is stored in the write's transaction) or on SQLite, `op` runs in one [`Write::run`].
+    pub async fn run_copying<I, T: Serialize>(
         self,
-        check: impl AsyncFnOnce(&mut AnyConnection, &Ctx) -> operation::Result<P>,
-        write: impl AsyncFnOnce(Writer<'_>, &Ctx, P) -> operation::Result<Done<T>>,
+        input: I,
+        copying: impl AsyncFnOnce(&Store, &Ctx, I) -> operation::Result<Done<T>>,
+        op: impl AsyncFnOnce(&mut AnyConnection, &Ctx, I) -> operation::Result<Done<T>>,
     ) -> Result<Response, Problem> {
         if !(self.state.store.copies() && matches!(self.key, Ok(None))) {
-            return self
-                .run(async |conn, ctx| {
-                    let checked = check(&mut *conn, ctx).await?;
-                    write(Writer::Any(conn, ctx.backend), ctx, checked).await
-                })
-                .await;
+            return self.run(async |conn, ctx| op(conn, ctx, input).await).await;
         }
         let store = &self.state.store;
         let ctx = Ctx::new(
@@ -194,19 +189,12 @@ impl Write {
             self.request_id.0.to_string(),
             crate::clock::now(),
         );
-        // A refusal has written nothing: it is answered, and no transaction begins.
-        let checked = check(&mut *store.acquire().await?, &ctx).await?;
-        let Some(tx) = store.begin_copy().await else {
-            return Err(Problem::internal());
-        };
-        let mut tx = tx?;
-        let done = write(Writer::Postgres(&mut tx), &ctx, checked).await?;
-        let body = serde_json::to_vec(&done.value).map_err(|_| Problem::internal())?;
-        tx.commit().await?;
+        let done = copying(store, &ctx, input).await?;
         ctx.committed();
         for (counter, n) in done.counters {
             metrics::add(counter, n);
         }
+        let body = serde_json::to_vec(&done.value).map_err(|_| Problem::internal())?;
         Ok(respond(done.status, body, "application/json"))
     }
 }

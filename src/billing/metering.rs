@@ -251,6 +251,23 @@ pub async fn ingest(
     write(Writer::Any(conn, ctx.backend), ctx, &batch).await
 }
 
+/// Checks a batch on a pooled connection, then writes it with `COPY` in a transaction of the
+/// store's copy pool ([`Store::begin_copy`]) and commits it: what `POST /v1/meter_events` does
+/// on PostgreSQL without an `Idempotency-Key`. A refusal has written nothing: no transaction
+/// begins for it. For a store that [does not copy](Store::copies), use [`ingest`].
+pub async fn ingest_copying(store: &Store, ctx: &Ctx, events: Vec<NewEvent>, single: bool) -> Result<MeterEventBatch> {
+    let batch = prepare(&mut *store.acquire().await?, ctx, events, single).await?;
+    let Some(tx) = store.begin_copy().await else {
+        return Err(Error::Db(sqlx::Error::Configuration(
+            "this store has no copy pool".into(),
+        )));
+    };
+    let mut tx = tx?;
+    let written = write(Writer::Postgres(&mut tx), ctx, &batch).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
 fn json<T: Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Db(sqlx::Error::Encode(e.into())))
 }

@@ -253,7 +253,6 @@ pub async fn ingest(
     events: Vec<billing_api::billing::metering::NewEvent>,
 ) -> Result<billing_api::objects::MeterEventBatch, String> {
     use billing_api::billing::metering;
-    use billing_api::store::meter_events::Writer;
     let text = |e: &dyn std::fmt::Display| e.to_string();
     if !store.copies() {
         let mut tx = store.begin_write().await.map_err(|e| text(&e))?;
@@ -263,19 +262,7 @@ pub async fn ingest(
         tx.commit().await.map_err(|e| text(&e))?;
         return Ok(batch);
     }
-    let checked = {
-        let mut conn = store.acquire().await.map_err(|e| text(&e))?;
-        metering::prepare(&mut conn, ctx, events, false)
-            .await
-            .map_err(|e| text(&e))?
-    };
-    let mut tx = match store.begin_copy().await {
-        Some(tx) => tx.map_err(|e| text(&e))?,
-        None => return Err("no COPY pool".into()),
-    };
-    let batch = metering::write(Writer::Postgres(&mut tx), ctx, &checked)
+    metering::ingest_copying(store, ctx, events, false)
         .await
-        .map_err(|e| text(&e))?;
-    tx.commit().await.map_err(|e| text(&e))?;
-    Ok(batch)
+        .map_err(|e| text(&e))
 }

@@ -33,10 +33,9 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use sqlx::any::AnyPoolOptions;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Any, AnyConnection, Postgres, Transaction};
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::postgres::PgPool;
+use sqlx::{Any, Postgres, Transaction};
 use sqlx::{AnyPool, AssertSqlSafe, Executor};
 
 use crate::config::DatabaseConfig;
@@ -71,6 +70,25 @@ pub struct PoolOccupancy {
     pub max: u32,
 }
 
+/// What both pools share: timeouts, lifetimes, and the session settings run on every new
+/// connection.
+fn pool_options<DB: sqlx::Database>(config: &DatabaseConfig, session_sql: String) -> PoolOptions<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    PoolOptions::<DB>::new()
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .after_connect(move |conn, _| {
+            let sql = session_sql.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
+                Ok(())
+            })
+        })
+}
+
 impl Store {
     /// Builds the pool without connecting, so the API can start (and report itself unready)
     /// while the database is still coming up.
@@ -87,43 +105,21 @@ impl Store {
         };
         let session_sql = backend.session_setup_sql(config);
         let copy = match backend {
-            Backend::Postgres if config.copy_connections > 0 => {
-                let sql = session_sql.clone();
-                let pool = PgPoolOptions::new()
+            Backend::Postgres if config.copy_connections > 0 => Some(
+                pool_options::<Postgres>(config, session_sql.clone())
                     .max_connections(config.copy_connections)
                     .min_connections(0)
-                    .acquire_timeout(config.acquire_timeout)
-                    .idle_timeout(config.idle_timeout)
-                    .max_lifetime(config.max_lifetime)
-                    .after_connect(move |conn: &mut PgConnection, _| {
-                        let sql = sql.clone();
-                        Box::pin(async move {
-                            conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
-                            Ok(())
-                        })
-                    })
                     .connect_lazy(&url)
-                    .map_err(StoreError::Url)?;
-                Some(pool)
-            }
+                    .map_err(StoreError::Url)?,
+            ),
             _ => None,
         };
-        let pool = AnyPoolOptions::new()
+        let pool = pool_options::<Any>(config, session_sql)
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .max_lifetime(config.max_lifetime)
             // Off by default: a ping before every checkout doubles the round trips of short
             // requests; a dead connection fails its query instead and the pool replaces it.
             .test_before_acquire(config.test_before_acquire)
-            .after_connect(move |conn: &mut AnyConnection, _| {
-                let sql = session_sql.clone();
-                Box::pin(async move {
-                    conn.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await?;
-                    Ok(())
-                })
-            })
             .connect_lazy(&url)
             .map_err(StoreError::Url)?;
         Ok(Store { pool, backend, copy })

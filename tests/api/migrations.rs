@@ -163,6 +163,13 @@ async fn connections_get_the_durability_and_timeout_settings(backend: Backend) {
                 .await
                 .unwrap();
             assert_eq!(timeout, "30s");
+            // The pool that writes batches of meter events gets the same session settings.
+            let mut copying = store.begin_copy().await.expect("a copy pool").unwrap();
+            let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+                .fetch_one(&mut *copying)
+                .await
+                .unwrap();
+            assert_eq!(timeout, "30s");
         }
     }
 }

@@ -199,7 +199,7 @@ impl Writer<'_> {
     }
 
     /// Appends what the batch adds to the rollups (`meter_rollup_deltas`, folded into
-    /// `meter_rollups` later by `store::meter_rollups::fold`): an insert of new rows, so that
+    /// `meter_rollups` later by `billing::rollups::fold_once`): an insert of new rows, so that
     /// concurrent batches adding to the same rollups never wait on one another.
     #[tracing::instrument(target = "otel", level = "debug", name = "db meter_events.add_rollups", skip_all, fields(otel.kind = "client"))]
     pub async fn add_rollups(

@@ -107,7 +107,7 @@ pub struct GroupTotals {
 
 /// The rows of one customer's meter over the minutes `$4 <= minute < $5` (`$1` tenant, `$2`
 /// meter, `$3` customer): the rollups and the deltas not yet folded into them, which together
-/// hold every accepted event once, before and after a fold (`meter_rollups::fold`).
+/// hold every accepted event once, before and after a fold (`billing::rollups::fold_once`).
 fn rollups_over(columns: &str, minutes: &str) -> String {
     let key = format!("tenant_id = $1 AND meter_id = $2 AND customer_id = $3 AND {minutes}");
     format!(

@@ -10,6 +10,7 @@ use crate::auth::Authenticator;
 use crate::build_info;
 use crate::config::Config;
 use crate::http;
+use crate::http::listener::SocketOwner;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -30,7 +31,7 @@ pub enum StartError {
 /// The API's socket: the one systemd (or another supervisor) passes in by socket activation
 /// (`LISTEN_FDS`), which outlives restarts so that connections wait in its backlog instead of
 /// being refused; otherwise one bound to `server.host:server.port`.
-async fn api_listener(config: &Config) -> Result<TcpListener, StartError> {
+async fn api_listener(config: &Config) -> Result<(TcpListener, SocketOwner), StartError> {
     let addr = config.listen_addr();
     let bind_error = |source| StartError::Bind { addr, source };
     let mut inherited = listenfd::ListenFd::from_env();
@@ -38,9 +39,10 @@ async fn api_listener(config: &Config) -> Result<TcpListener, StartError> {
         socket.set_nonblocking(true).map_err(bind_error)?;
         let listener = TcpListener::from_std(socket).map_err(bind_error)?;
         tracing::info!(listen = ?listener.local_addr().ok(), "serving on the socket passed in (socket activation)");
-        return Ok(listener);
+        return Ok((listener, SocketOwner::Supervisor));
     }
-    TcpListener::bind(addr).await.map_err(bind_error)
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    Ok((listener, SocketOwner::ThisProcess))
 }
 
 /// Options that are not configuration: how the process was started.
@@ -53,6 +55,7 @@ pub struct BuildOptions {
 pub struct Application {
     config: Config,
     listener: TcpListener,
+    listener_owner: SocketOwner,
     admin_listener: TcpListener,
     state: AppState,
     router: http::Service,
@@ -69,7 +72,7 @@ impl Application {
                 tracing::info!(applied, "migrations applied");
             }
         }
-        let listener = api_listener(&config).await?;
+        let (listener, listener_owner) = api_listener(&config).await?;
         let addr = config.admin_addr();
         let admin_listener = TcpListener::bind(addr)
             .await
@@ -98,6 +101,7 @@ impl Application {
         Ok(Application {
             config,
             listener,
+            listener_owner,
             admin_listener,
             state,
             router,
@@ -128,6 +132,7 @@ impl Application {
         let Application {
             config,
             listener,
+            listener_owner,
             admin_listener,
             state,
             router,
@@ -216,7 +221,7 @@ impl Application {
             }
         });
 
-        let listener = http::listener::StopAccepting::new(listener, stop.clone())?;
+        let listener = http::listener::StopAccepting::new(listener, listener_owner, stop.clone())?;
         let server = http::serve::serve(listener, router, stop.clone(), config.server.request_timeout);
         let mut server = std::pin::pin!(server);
         let drained = tokio::select! {

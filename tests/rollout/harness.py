@@ -299,6 +299,13 @@ http {{
     def base(self):
         return f"https://127.0.0.1:{self.https_port}"
 
+    def error_lines(self):
+        """nginx's error log so far, line by line."""
+        try:
+            return (self.dir / "error.log").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
     def stop(self):
         try:
             os.kill(int((self.dir / "nginx.pid").read_text()), signal.SIGQUIT)

@@ -80,7 +80,7 @@ class Stack:
         self.pg.stop()
 
 
-def report(name, results, problems, expect_failures=False):
+def report(name, results, problems, expect_failures=False, nginx=None):
     print(f"{name}: {results.summary()}")
     if hasattr(results, "during"):
         answers, seconds, gap = results.during
@@ -95,7 +95,21 @@ def report(name, results, problems, expect_failures=False):
         print(f"  lost: {p}")
     for f in results.failures[:5]:
         print(f"  failed: {f}")
-    ok = (results.failed == 0 and not problems) != expect_failures
+    resets = []
+    if nginx is not None:
+        # A connection an instance reset or closed with a request on it fails that request unless
+        # nginx may send it again (a GET, or a write with an Idempotency-Key): even when every one
+        # happened to be retried, a plain POST in the same place would have failed.
+        resets = [line for line in nginx.error_lines() if "upstream" in line
+                  and ("Connection reset by peer" in line or "prematurely closed" in line)]
+        for line in resets[:5]:
+            print(f"  reset: {line[:300]}")
+    ok = (results.failed == 0 and not problems and not resets) != expect_failures
+    if not ok and not expect_failures and nginx is not None:
+        # Why nginx answered what it did (refused, reset, no live upstream), to read in CI's output.
+        errors = [line for line in nginx.error_lines() if "[error]" in line or "[warn]" in line]
+        for line in errors[-5:]:
+            print(f"  nginx: {line[:400]}")
     if expect_failures:
         print(f"  (expected to fail: {'it did' if ok else 'it did NOT'})")
     return ok
@@ -142,7 +156,7 @@ def nginx_rolling(args):
     stack = Stack("nginx", args.bin, env=env)
     try:
         results = run_under_load(stack.nginx.base, stack.key, stack.nginx.cert, stack.rollout)
-        return report("nginx-rolling", results, verify(stack.pg, results)) and ok
+        return report("nginx-rolling", results, verify(stack.pg, results), nginx=stack.nginx) and ok
     finally:
         stack.close()
 
@@ -213,7 +227,7 @@ def upgrade_rollback(args):
         if valid != [["t"]]:
             problems.append(f"the N+1 index is not valid: {valid}")
         print(f"  steps: {'; '.join(steps)}")
-        return report("upgrade-rollback", results, problems)
+        return report("upgrade-rollback", results, problems, nginx=stack.nginx)
     finally:
         stack.close()
 
@@ -279,7 +293,7 @@ def socket_activation(args):
     try:
         results = run_under_load(nginx.base, key, nginx.cert, during)
         print(f"  restarts took {', '.join(restarts)} (the socket stayed open throughout)")
-        return report("socket-activation", results, verify(pg, results))
+        return report("socket-activation", results, verify(pg, results), nginx=nginx)
     finally:
         sup.stop()
         nginx.stop()

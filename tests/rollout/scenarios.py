@@ -598,7 +598,15 @@ def serverless_freeze(args):
                         statuses.append(e.code)
                 return statuses
 
-            burst()
+            # Every connection the pool may hold, opened and left idle: the meter rollup folder,
+            # which runs each second, meets a dead connection first after the thaw and discards
+            # it; with one or two idle connections only, it could take all of them (a request
+            # then opens a new one, and the freeze would show nothing).
+            threads = [threading.Thread(target=burst) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
             pid = inst.pid()
             os.kill(pid, signal.SIGSTOP)
             killed = pg.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

@@ -6,9 +6,9 @@
 //! refused, which a proxy safely retries on another instance (nothing was sent). Closing the
 //! socket with connections still queued would reset them, with their requests already sent, and
 //! a connection completed between the last `accept` and the `close` would be one of them: that
-//! is why new handshakes stop first (CI's rolling restarts behind nginx met such a reset in about
-//! one run in fifteen, and failed a `POST` with it). A socket passed in by socket activation is
-//! the supervisor's: it stays open, and what is queued on it waits for the next process.
+//! is why new handshakes stop first (the rollout scenarios behind nginx met such a reset in 1 of
+//! 17 local runs, and CI once failed a `POST` with it). A socket passed in by socket activation
+//! is the supervisor's: it stays open, and what is queued on it waits for the next process.
 //!
 //! Connections accepted get [`LAST_REQUESTS`] to deliver the request they may already carry
 //! before idle ones are closed: closing a connection with an unread request on it resets it too,
@@ -112,7 +112,7 @@ impl StopAccepting {
 /// is refused, and a proxy tries another instance) or the next process listens (it is served).
 /// A classic BPF socket filter: it sees a packet from its TCP header on, whose byte 13 holds
 /// the flags.
-pub fn refuse_new_connections(listener: &TcpListener) -> io::Result<()> {
+fn refuse_new_connections(listener: &TcpListener) -> io::Result<()> {
     const LOAD_BYTE_AT: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
     const AND: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
     const JUMP_IF_EQUAL: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K

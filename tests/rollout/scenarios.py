@@ -95,19 +95,18 @@ def report(name, results, problems, expect_failures=False, nginx=None):
         print(f"  lost: {p}")
     for f in results.failures[:5]:
         print(f"  failed: {f}")
-    resets = []
-    if nginx is not None:
-        # A connection an instance reset or closed with a request on it fails that request unless
-        # nginx may send it again (a GET, or a write with an Idempotency-Key): even when every one
-        # happened to be retried, a plain POST in the same place would have failed.
-        resets = [line for line in nginx.error_lines() if "upstream" in line
-                  and ("Connection reset by peer" in line or "prematurely closed" in line)]
-        for line in resets[:5]:
-            print(f"  reset: {line[:300]}")
+    logged = nginx.error_lines() if nginx is not None else []
+    # A connection an instance reset or closed with a request on it fails that request unless
+    # nginx may send it again (a GET, or a write with an Idempotency-Key): even when every one
+    # happened to be retried, a plain POST in the same place would have failed.
+    resets = [line for line in logged if "upstream" in line
+              and ("Connection reset by peer" in line or "prematurely closed" in line)]
+    for line in resets[:5]:
+        print(f"  reset: {line[:300]}")
     ok = (results.failed == 0 and not problems and not resets) != expect_failures
-    if not ok and not expect_failures and nginx is not None:
+    if not ok and not expect_failures:
         # Why nginx answered what it did (refused, reset, no live upstream), to read in CI's output.
-        errors = [line for line in nginx.error_lines() if "[error]" in line or "[warn]" in line]
+        errors = [line for line in logged if "[error]" in line or "[warn]" in line]
         for line in errors[-5:]:
             print(f"  nginx: {line[:400]}")
     if expect_failures:

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use crate::api::idempotency::{self, Registry};
 use crate::api::{AppState, Shared};
 use crate::auth::Authenticator;
+use crate::billing::group_commit::GroupCommit;
 use crate::build_info;
 use crate::config::Config;
 use crate::http;
@@ -91,6 +92,9 @@ impl Application {
             auth: Authenticator::new(store.clone(), jwt),
             idempotency: Registry::new(config.idempotency.retention),
             webhooks: crate::webhooks::Webhooks::new(&config.webhooks),
+            meter_writers: store
+                .copies()
+                .then(|| GroupCommit::start(&store, config.database.copy_connections)),
             store,
             shutdown: Shutdown::new(),
             health_timeout: config.database.health_timeout,

@@ -192,7 +192,7 @@ pub async fn create(State(state): State<AppState>, w: Write) -> Result<Response,
     };
     w.run_copying(
         events,
-        async |store, ctx, events| Ok(done(ops::ingest_copying(store, ctx, events, single).await?)),
+        async |writers, store, ctx, events| Ok(done(ops::ingest_copying(writers, store, ctx, events, single).await?)),
         async |conn, ctx, events| Ok(done(ops::ingest(conn, ctx, events, single).await?)),
     )
     .await

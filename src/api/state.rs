@@ -7,6 +7,7 @@ use sqlx::pool::PoolConnection;
 use super::idempotency::Registry;
 use super::problem::Problem;
 use crate::auth::Authenticator;
+use crate::billing::group_commit::GroupCommit;
 use crate::ratelimit::Limiter;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -18,6 +19,8 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 pub struct Shared {
     pub store: Store,
+    /// Writes batches of meter events on PostgreSQL (`None` when the store does not copy).
+    pub meter_writers: Option<GroupCommit>,
     pub shutdown: Shutdown,
     pub health_timeout: Duration,
     /// `billing.past_due_after` in seconds (a test clock's advance moves standings with it).

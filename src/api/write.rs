@@ -18,6 +18,7 @@ use super::input::JsonBody;
 use super::problem::{self, Problem};
 use super::state::AppState;
 use crate::auth::Principal;
+use crate::billing::group_commit::GroupCommit;
 use crate::operation::{self, Ctx};
 use crate::store::Store;
 use crate::telemetry::metrics;
@@ -169,18 +170,23 @@ impl Write {
     }
 
     /// Runs a write of meter events. On PostgreSQL without an `Idempotency-Key`, `copying`
-    /// writes in transactions of its own on the store's copy pool
+    /// has the group commit write them in transactions of the store's copy pool
     /// ([`ingest_copying`](crate::billing::metering::ingest_copying)); with a key (whose answer
     /// is stored in the write's transaction) or on SQLite, `op` runs in one [`Write::run`].
     pub async fn run_copying<I, T: Serialize>(
         self,
         input: I,
-        copying: impl AsyncFnOnce(&Store, &Ctx, I) -> operation::Result<Done<T>>,
+        copying: impl AsyncFnOnce(&GroupCommit, &Store, &Ctx, I) -> operation::Result<Done<T>>,
         op: impl AsyncFnOnce(&mut AnyConnection, &Ctx, I) -> operation::Result<Done<T>>,
     ) -> Result<Response, Problem> {
-        if !(self.state.store.copies() && matches!(self.key, Ok(None))) {
+        let Some(writers) = self
+            .state
+            .meter_writers
+            .as_ref()
+            .filter(|_| matches!(self.key, Ok(None)))
+        else {
             return self.run(async |conn, ctx| op(conn, ctx, input).await).await;
-        }
+        };
         let store = &self.state.store;
         let ctx = Ctx::new(
             store.backend(),
@@ -189,7 +195,7 @@ impl Write {
             self.request_id.0.to_string(),
             crate::clock::now(),
         );
-        let done = copying(store, &ctx, input).await?;
+        let done = copying(writers, store, &ctx, input).await?;
         ctx.committed();
         for (counter, n) in done.counters {
             metrics::add(counter, n);

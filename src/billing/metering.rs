@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
+use super::group_commit::GroupCommit;
 use crate::domain::FieldError;
 use crate::domain::ids::{Kind, new_id};
 use crate::domain::metering::{self, Accepted, Aggregation, MeterSpec, PropertyPath, Reading};
@@ -73,12 +74,20 @@ pub async fn list_meters(conn: &mut AnyConnection, tenant: &str, page: &PageQuer
 /// refusal has been found before it is.
 pub struct Prepared {
     events: Vec<NewEvent>,
-    /// Whether each event is the first of its identifier in the batch (later ones are
-    /// duplicates).
-    first: Vec<bool>,
     specs: Vec<MeterSpec>,
     /// What each meter reads from each first event: (event, meter, reading).
     readings: Vec<(usize, usize, Reading)>,
+}
+
+impl Prepared {
+    /// How many events the batch has (duplicates included).
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 /// Checks a batch: the customers are the tenant's, every meter of an event's name finds its
@@ -135,7 +144,6 @@ pub async fn prepare(conn: &mut AnyConnection, ctx: &Ctx, events: Vec<NewEvent>,
     }
     Ok(Prepared {
         events,
-        first,
         specs,
         readings,
     })
@@ -143,21 +151,45 @@ pub async fn prepare(conn: &mut AnyConnection, ctx: &Ctx, events: Vec<NewEvent>,
 
 /// Accepts what is new in a prepared batch, exactly once, in the writer's transaction; see the
 /// module's documentation.
-pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Result<MeterEventBatch> {
-    let events = &batch.events;
-    let candidates: Vec<&NewEvent> = events
+pub async fn write(writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Result<MeterEventBatch> {
+    let mut written = write_group(writer, &ctx.tenant, ctx.now, &[batch]).await?;
+    written
+        .pop()
+        .ok_or_else(|| Error::Db(sqlx::Error::Protocol("a batch was written without an answer".into())))
+}
+
+/// Accepts what is new in prepared batches of one tenant, exactly once, in the writer's one
+/// transaction (`received`: when the earliest arrived), and answers each batch as if it had been
+/// written alone: an identifier sent in two of them is accepted in the first (by their order),
+/// a duplicate in the other, just as two transactions one after the other would answer.
+pub async fn write_group(
+    mut writer: Writer<'_>,
+    tenant: &str,
+    received: i64,
+    batches: &[&Prepared],
+) -> Result<Vec<MeterEventBatch>> {
+    // The first event of each identifier in the group (so also in its batch) may be counted.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(batches.iter().map(|b| b.events.len()).sum());
+    let candidate: Vec<Vec<bool>> = batches
         .iter()
-        .zip(&batch.first)
-        .filter(|(_, f)| **f)
-        .map(|(e, _)| e)
+        .map(|b| b.events.iter().map(|e| seen.insert(&e.identifier)).collect())
         .collect();
-    let identifiers: Vec<&str> = candidates.iter().map(|e| e.identifier.as_str()).collect();
-    let claimed = writer.claim(&ctx.tenant, &identifiers).await?;
-    if !claimed.is_empty() {
-        let rows: Vec<EventRow<'_>> = candidates
+    let events = || {
+        batches
             .iter()
-            .filter(|e| claimed.contains(&e.identifier))
-            .map(|e| EventRow {
+            .zip(&candidate)
+            .flat_map(|(b, c)| b.events.iter().zip(c.iter().copied()))
+    };
+    let identifiers: Vec<&str> = events()
+        .filter(|(_, c)| *c)
+        .map(|(e, _)| e.identifier.as_str())
+        .collect();
+    let claimed = writer.claim(tenant, &identifiers).await?;
+    let counted = |k: usize, i: usize| candidate[k][i] && claimed.contains(&batches[k].events[i].identifier);
+    if !claimed.is_empty() {
+        let rows: Vec<EventRow<'_>> = events()
+            .filter(|(e, c)| *c && claimed.contains(&e.identifier))
+            .map(|(e, _)| EventRow {
                 identifier: &e.identifier,
                 event_name: &e.event_name,
                 customer_id: &e.customer,
@@ -165,18 +197,22 @@ pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Resul
                 properties: &e.properties,
             })
             .collect();
-        writer.insert(&ctx.tenant, &rows, ctx.now).await?;
+        writer.insert(tenant, &rows, received).await?;
 
-        let accepted: Vec<Accepted<'_>> = batch
-            .readings
+        let accepted: Vec<Accepted<'_>> = batches
             .iter()
-            .filter(|(i, _, _)| claimed.contains(&events[*i].identifier))
-            .map(|(i, m, reading)| Accepted {
-                meter: &batch.specs[*m].id,
-                customer: &events[*i].customer,
-                identifier: &events[*i].identifier,
-                timestamp: events[*i].timestamp,
-                reading: reading.clone(),
+            .enumerate()
+            .flat_map(|(k, b)| {
+                b.readings
+                    .iter()
+                    .filter(move |(i, _, _)| counted(k, *i))
+                    .map(move |(i, m, reading)| Accepted {
+                        meter: &b.specs[*m].id,
+                        customer: &b.events[*i].customer,
+                        identifier: &b.events[*i].identifier,
+                        timestamp: b.events[*i].timestamp,
+                        reading: reading.clone(),
+                    })
             })
             .collect();
         let (rollups, distinct) = metering::fold(&accepted).ok_or_else(|| {
@@ -202,7 +238,7 @@ pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Resul
                     latest_value: r.latest.value,
                 })
                 .collect();
-            writer.add_rollups(&ctx.tenant, &rows, ctx.now).await?;
+            writer.add_rollups(tenant, &rows, received).await?;
         }
         if !distinct.is_empty() {
             let rows: Vec<DistinctRow<'_>> = distinct
@@ -215,29 +251,36 @@ pub async fn write(mut writer: Writer<'_>, ctx: &Ctx, batch: &Prepared) -> Resul
                     value,
                 })
                 .collect();
-            writer.add_distinct(&ctx.tenant, &rows).await?;
+            writer.add_distinct(tenant, &rows).await?;
         }
     }
 
-    let mut accepted = 0;
-    let statuses = events
+    Ok(batches
         .iter()
-        .zip(&batch.first)
-        .map(|(e, &first)| {
-            let counted = first && claimed.contains(&e.identifier);
-            accepted += i64::from(counted);
-            MeterEventStatus {
-                identifier: e.identifier.clone(),
-                status: if counted { "accepted" } else { "duplicate" },
+        .enumerate()
+        .map(|(k, b)| {
+            let mut accepted = 0;
+            let statuses = b
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let counted = counted(k, i);
+                    accepted += i64::from(counted);
+                    MeterEventStatus {
+                        identifier: e.identifier.clone(),
+                        status: if counted { "accepted" } else { "duplicate" },
+                    }
+                })
+                .collect();
+            MeterEventBatch {
+                object: MeterEventBatch::OBJECT,
+                accepted,
+                duplicates: b.events.len() as i64 - accepted,
+                events: statuses,
             }
         })
-        .collect();
-    Ok(MeterEventBatch {
-        object: MeterEventBatch::OBJECT,
-        accepted,
-        duplicates: events.len() as i64 - accepted,
-        events: statuses,
-    })
+        .collect())
 }
 
 /// Checks and writes a batch on one connection (its transaction): [`prepare`], then [`write`].
@@ -251,21 +294,20 @@ pub async fn ingest(
     write(Writer::Any(conn, ctx.backend), ctx, &batch).await
 }
 
-/// Checks a batch on a pooled connection, then writes it with `COPY` in a transaction of the
-/// store's copy pool ([`Store::begin_copy`]) and commits it: what `POST /v1/meter_events` does
-/// on PostgreSQL without an `Idempotency-Key`. A refusal has written nothing: no transaction
-/// begins for it. For a store that [does not copy](Store::copies), use [`ingest`].
-pub async fn ingest_copying(store: &Store, ctx: &Ctx, events: Vec<NewEvent>, single: bool) -> Result<MeterEventBatch> {
+/// Checks a batch on a pooled connection, then has the group commit write it with `COPY` in a
+/// transaction of the store's copy pool, with the tenant's batches that wait beside it
+/// ([`GroupCommit`]): what `POST /v1/meter_events` does on PostgreSQL without an
+/// `Idempotency-Key`. A refusal has written nothing: it is found before the batch is queued.
+/// For a store that [does not copy](Store::copies), use [`ingest`].
+pub async fn ingest_copying(
+    writers: &GroupCommit,
+    store: &Store,
+    ctx: &Ctx,
+    events: Vec<NewEvent>,
+    single: bool,
+) -> Result<MeterEventBatch> {
     let batch = prepare(&mut *store.acquire().await?, ctx, events, single).await?;
-    let Some(tx) = store.begin_copy().await else {
-        return Err(Error::Db(sqlx::Error::Configuration(
-            "this store has no copy pool".into(),
-        )));
-    };
-    let mut tx = tx?;
-    let written = write(Writer::Postgres(&mut tx), ctx, &batch).await?;
-    tx.commit().await?;
-    Ok(written)
+    writers.write(&ctx.tenant, ctx.now, batch).await
 }
 
 fn json<T: Serialize>(value: &T) -> Result<String> {

@@ -8,6 +8,7 @@ pub mod credit_notes;
 pub mod customers;
 pub mod cycles;
 pub mod events;
+pub mod group_commit;
 pub mod invoices;
 pub mod ledger;
 pub mod metering;

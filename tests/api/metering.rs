@@ -32,6 +32,134 @@ backend_tests!(
     a_write_that_fails_after_its_claim_leaves_nothing_claimed,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_waiting_for_the_writer_commit_together_and_answer_as_if_alone() {
+    batches_waiting_for_the_writer_commit_together().await;
+}
+
+/// One writer, held up by a lock on the identifiers' table while it writes a first batch: the
+/// three batches sent meanwhile wait, then go in one transaction (one `xmin` for their rows),
+/// each answered as if written alone, in the order they came: an identifier of the first batch
+/// is a duplicate in the second, and one the third and fourth share is accepted in the third.
+async fn batches_waiting_for_the_writer_commit_together() {
+    use billing_api::billing::group_commit::GroupCommit;
+    use std::sync::Arc;
+    let Some(db) = TestDb::migrated(Backend::Postgres).await else {
+        return;
+    };
+    let store = Store::connect_lazy(&config_for(&db.url, &[]).database).unwrap();
+    let now = billing_api::clock::now();
+    let ctx = Ctx::new(Backend::Postgres, "grouped".into(), "test".into(), "test".into(), now);
+    let mut tx = store.begin_write().await.unwrap();
+    let input = NewCustomer {
+        name: None,
+        email: None,
+        currency: Currency::parse("usd"),
+        metadata: Metadata::new(),
+        test_clock: None,
+    };
+    let customer = customers::create(&mut tx, &ctx, input).await.unwrap().id;
+    let meter = NewMeter {
+        event_name: "call".into(),
+        display_name: None,
+        aggregation: Aggregation::Count,
+        value_property: None,
+        group_by: Vec::new(),
+    };
+    metering::create_meter(&mut tx, &ctx, meter).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let writers = Arc::new(GroupCommit::start(&store, 1));
+    let send = |ids: Vec<String>| {
+        let (writers, store, ctx, customer) = (writers.clone(), store.clone(), ctx.clone(), customer.clone());
+        tokio::spawn(async move {
+            let events = ids
+                .into_iter()
+                .map(|identifier| NewEvent {
+                    identifier,
+                    event_name: "call".into(),
+                    customer: customer.clone(),
+                    timestamp: now,
+                    properties: json!({}),
+                })
+                .collect();
+            metering::ingest_copying(&writers, &store, &ctx, events, false)
+                .await
+                .unwrap()
+        })
+    };
+    let ids = |prefix: &str| (0..10).map(|i| format!("{prefix}-{i}")).collect::<Vec<_>>();
+
+    let mut lock = store.begin_write().await.unwrap();
+    sqlx::query("LOCK TABLE meter_event_ids IN SHARE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let first = send(ids("a"));
+    let mut probe = store.acquire().await.unwrap();
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'meter_event_ids'::regclass",
+    )
+    .fetch_one(&mut *probe)
+    .await
+    .unwrap()
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut second = ids("b");
+    second.push("a-0".into());
+    let mut third = ids("c");
+    third.push("shared".into());
+    let mut fourth = ids("d");
+    fourth.push("shared".into());
+    let mut waiting = Vec::new();
+    for batch in [second, third, fourth] {
+        waiting.push(send(batch));
+        let queued = waiting.len();
+        while writers.waiting() < queued {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    lock.commit().await.unwrap();
+
+    let first = first.await.unwrap();
+    assert_eq!((first.accepted, first.duplicates), (10, 0));
+    let mut answers = Vec::new();
+    for w in waiting {
+        answers.push(w.await.unwrap());
+    }
+    let counts: Vec<(i64, i64)> = answers.iter().map(|a| (a.accepted, a.duplicates)).collect();
+    assert_eq!(counts, [(10, 1), (11, 0), (10, 1)]);
+    assert_eq!(answers[0].events[10].identifier, "a-0");
+    assert_eq!(answers[0].events[10].status, "duplicate");
+    assert_eq!(answers[1].events[10].status, "accepted");
+    assert_eq!(answers[2].events[10].status, "duplicate");
+    let transactions: Vec<i64> =
+        sqlx::query_scalar("SELECT count(*) FROM meter_event_ids GROUP BY xmin::text::bigint ORDER BY count(*)")
+            .fetch_all(&mut *probe)
+            .await
+            .unwrap();
+    assert_eq!(
+        transactions,
+        [10, 31],
+        "the first batch alone, then the three that waited together"
+    );
+    drop(probe);
+    let usage = metering::usage(
+        &mut store.acquire().await.unwrap(),
+        "grouped",
+        &customer,
+        (Some(now - 60), Some(now + 60)),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(usage.meters[0].value, 41);
+    store.close().await;
+}
+
 fn statuses(batch: &Value) -> Vec<&str> {
     batch["events"]
         .as_array()
@@ -660,41 +788,63 @@ async fn run_case(store: &Store, backend: Backend, n: usize, case: &Case) -> Res
     // The model: an identifier's first event is accepted, any later one is a duplicate.
     let mut seen: HashSet<u8> = HashSet::new();
     let mut accepted: Vec<(String, i64, Ev)> = Vec::new();
-    for (b, batch) in case.batches.iter().enumerate() {
-        let events: Vec<NewEvent> = batch
+    // The batches go in pairs, written together as the group commit writes batches that wait
+    // for a writer side by side (the second answered as if written after the first).
+    for (p, pair) in case.batches.chunks(2).enumerate() {
+        let sent: Vec<Vec<NewEvent>> = pair
             .iter()
-            .map(|e| {
-                let mut properties = json!({"tokens": e.tokens, "user": format!("u{}", e.user)});
-                if e.region.is_some() {
-                    properties["region"] = region_name(e.region);
-                }
-                NewEvent {
-                    identifier: format!("ev-{}", e.id),
-                    event_name: if e.other_name {
-                        "other".into()
-                    } else {
-                        "api_call".into()
-                    },
-                    customer: customers_[e.customer].clone(),
-                    timestamp: now - e.age,
-                    properties,
-                }
+            .map(|batch| {
+                batch
+                    .iter()
+                    .map(|e| {
+                        let mut properties = json!({"tokens": e.tokens, "user": format!("u{}", e.user)});
+                        if e.region.is_some() {
+                            properties["region"] = region_name(e.region);
+                        }
+                        NewEvent {
+                            identifier: format!("ev-{}", e.id),
+                            event_name: if e.other_name {
+                                "other".into()
+                            } else {
+                                "api_call".into()
+                            },
+                            customer: customers_[e.customer].clone(),
+                            timestamp: now - e.age,
+                            properties,
+                        }
+                    })
+                    .collect()
             })
             .collect();
-        let reply = crate::helpers::ingest(store, &ctx, events)
-            .await
-            .map_err(|e| fail(&e))?;
-        // After every second batch, some deltas (at most 7, so often not all) are folded into
-        // the rollups: usage is then read from rollups, deltas, or both for one minute.
-        if b % 2 == 1 {
-            rollups::fold_once(store, 7).await.map_err(|e| fail(&e))?;
-        }
-        for (e, status) in batch.iter().zip(&reply.events) {
-            let new = seen.insert(e.id);
-            let want = if new { "accepted" } else { "duplicate" };
-            prop_assert_eq!(status.status, want, "event {:?}", e);
-            if new && !e.other_name {
-                accepted.push((format!("ev-{}", e.id), now - e.age, e.clone()));
+        // One pair in three goes batch by batch, through the group commit's queue.
+        let replies = if p % 3 == 2 {
+            let mut replies = Vec::new();
+            for events in sent {
+                replies.push(
+                    crate::helpers::ingest(store, &ctx, events)
+                        .await
+                        .map_err(|e| fail(&e))?,
+                );
+            }
+            replies
+        } else {
+            crate::helpers::ingest_group(store, &ctx, sent)
+                .await
+                .map_err(|e| fail(&e))?
+        };
+        prop_assert_eq!(replies.len(), pair.len());
+        // After every pair, some deltas (at most 7, so often not all) are folded into the
+        // rollups: usage is then read from rollups, deltas, or both for one minute.
+        rollups::fold_once(store, 7).await.map_err(|e| fail(&e))?;
+        for (batch, reply) in pair.iter().zip(&replies) {
+            prop_assert_eq!(reply.events.len(), batch.len());
+            for (e, status) in batch.iter().zip(&reply.events) {
+                let new = seen.insert(e.id);
+                let want = if new { "accepted" } else { "duplicate" };
+                prop_assert_eq!(status.status, want, "event {:?}", e);
+                if new && !e.other_name {
+                    accepted.push((format!("ev-{}", e.id), now - e.age, e.clone()));
+                }
             }
         }
     }

@@ -244,6 +244,43 @@ pub fn field_errors(problem: &serde_json::Value) -> std::collections::BTreeSet<(
         .unwrap_or_default()
 }
 
+/// Writes batches together, in one transaction, as the group commit does with batches of one
+/// tenant that wait for a writer (`metering::write_group`): with `COPY` on PostgreSQL, in one
+/// `Any` transaction on SQLite. Each is checked first, as each request does. Errors as text.
+pub async fn ingest_group(
+    store: &Store,
+    ctx: &billing_api::operation::Ctx,
+    batches: Vec<Vec<billing_api::billing::metering::NewEvent>>,
+) -> Result<Vec<billing_api::objects::MeterEventBatch>, String> {
+    use billing_api::billing::metering;
+    use billing_api::store::meter_events::Writer;
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let mut prepared = Vec::new();
+    for events in batches {
+        let mut conn = store.acquire().await.map_err(|e| text(&e))?;
+        prepared.push(
+            metering::prepare(&mut conn, ctx, events, false)
+                .await
+                .map_err(|e| text(&e))?,
+        );
+    }
+    let batches: Vec<&metering::Prepared> = prepared.iter().collect();
+    if let Some(tx) = store.begin_copy().await {
+        let mut tx = tx.map_err(|e| text(&e))?;
+        let written = metering::write_group(Writer::Postgres(&mut tx), &ctx.tenant, ctx.now, &batches)
+            .await
+            .map_err(|e| text(&e))?;
+        tx.commit().await.map_err(|e| text(&e))?;
+        return Ok(written);
+    }
+    let mut tx = store.begin_write().await.map_err(|e| text(&e))?;
+    let written = metering::write_group(Writer::Any(&mut tx, store.backend()), &ctx.tenant, ctx.now, &batches)
+        .await
+        .map_err(|e| text(&e))?;
+    tx.commit().await.map_err(|e| text(&e))?;
+    Ok(written)
+}
+
 /// Ingests a batch as `POST /v1/meter_events` does without an `Idempotency-Key`: checked on a
 /// pooled connection, then written with `COPY` in a transaction of PostgreSQL's own driver, or
 /// in one `Any` transaction on SQLite. Errors as text, for property tests.
@@ -262,7 +299,8 @@ pub async fn ingest(
         tx.commit().await.map_err(|e| text(&e))?;
         return Ok(batch);
     }
-    metering::ingest_copying(store, ctx, events, false)
+    let writers = billing_api::billing::group_commit::GroupCommit::start(store, 1);
+    metering::ingest_copying(&writers, store, ctx, events, false)
         .await
         .map_err(|e| text(&e))
 }

@@ -54,8 +54,8 @@ pub struct DatabaseConfig {
     #[serde(serialize_with = "redacted")]
     pub url: SecretString,
     pub max_connections: u32,
-    /// PostgreSQL: the most connections of the pool that writes meter event batches with
-    /// `COPY` (`store::Store::begin_copy`); 0 writes them through the main pool.
+    /// PostgreSQL: the writers of meter event batches, each writing with `COPY` on a connection
+    /// of a pool of its own (`billing::group_commit`); 0 writes them through the main pool.
     pub copy_connections: u32,
     pub min_connections: u32,
     #[serde(serialize_with = "as_humantime")]
@@ -80,7 +80,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: SecretString::from(DEFAULT_URL),
             max_connections: 10,
-            copy_connections: 4,
+            copy_connections: 2,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(600),
@@ -104,7 +104,7 @@ pub const KEYS: &[KeyDoc] = &[
     key("database.max_connections", "Most connections the pool opens."),
     key(
         "database.copy_connections",
-        "PostgreSQL: most connections of a second pool that writes meter event batches with `COPY` (about half PostgreSQL's CPU per event of the main pool's statements); opened only while batches arrive, so count them with `max_connections`. `0`: batches go through the main pool.",
+        "PostgreSQL: writers of meter event batches, each on a connection of a second pool, writing with `COPY` (about half PostgreSQL's CPU per event of the main pool's statements); batches that wait for a writer are written together, in one transaction. Opened only while batches arrive, so count them with `max_connections`. `0`: batches go through the main pool.",
     ),
     key("database.min_connections", "Connections the pool keeps open when idle."),
     key(

@@ -92,7 +92,7 @@ async fn the_copy_pool_and_the_rollup_folder_are_measured() {
     );
     assert_eq!(
         sample(&text, r#"billing_db_pool_max_connections{pool="copy"}"#),
-        Some(4.0)
+        Some(2.0)
     );
     assert!(sample(&text, r#"billing_db_pool_max_connections{pool="main"}"#).unwrap_or(0.0) >= 1.0);
 }

@@ -13,6 +13,7 @@ use billing_api::billing::rollups;
 use billing_api::domain::metadata::Metadata;
 use billing_api::domain::metering::{Aggregation, PropertyPath, minute_of, window_minutes};
 use billing_api::domain::money::Currency;
+use billing_api::objects::MeterEventBatch;
 use billing_api::operation::Ctx;
 use billing_api::store::{Backend, Store, tenants};
 use proptest::prelude::*;
@@ -32,24 +33,25 @@ backend_tests!(
     a_write_that_fails_after_its_claim_leaves_nothing_claimed,
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_batches_waiting_for_the_writer_commit_together_and_answer_as_if_alone() {
-    batches_waiting_for_the_writer_commit_together().await;
+/// A tenant with a customer and one meter, on a PostgreSQL store, and one writer.
+struct Grouping {
+    store: Store,
+    ctx: Ctx,
+    customer: String,
+    writers: std::sync::Arc<billing_api::billing::group_commit::GroupCommit>,
+    _db: TestDb,
 }
 
-/// One writer, held up by a lock on the identifiers' table while it writes a first batch: the
-/// three batches sent meanwhile wait, then go in one transaction (one `xmin` for their rows),
-/// each answered as if written alone, in the order they came: an identifier of the first batch
-/// is a duplicate in the second, and one the third and fourth share is accepted in the third.
-async fn batches_waiting_for_the_writer_commit_together() {
-    use billing_api::billing::group_commit::GroupCommit;
-    use std::sync::Arc;
-    let Some(db) = TestDb::migrated(Backend::Postgres).await else {
-        return;
-    };
+async fn grouping(meter: NewMeter) -> Option<Grouping> {
+    let db = TestDb::migrated(Backend::Postgres).await?;
     let store = Store::connect_lazy(&config_for(&db.url, &[]).database).unwrap();
-    let now = billing_api::clock::now();
-    let ctx = Ctx::new(Backend::Postgres, "grouped".into(), "test".into(), "test".into(), now);
+    let ctx = Ctx::new(
+        Backend::Postgres,
+        "grouped".into(),
+        "test".into(),
+        "test".into(),
+        billing_api::clock::now(),
+    );
     let mut tx = store.begin_write().await.unwrap();
     let input = NewCustomer {
         name: None,
@@ -59,105 +61,180 @@ async fn batches_waiting_for_the_writer_commit_together() {
         test_clock: None,
     };
     let customer = customers::create(&mut tx, &ctx, input).await.unwrap().id;
-    let meter = NewMeter {
+    metering::create_meter(&mut tx, &ctx, meter).await.unwrap();
+    tx.commit().await.unwrap();
+    let writers = std::sync::Arc::new(billing_api::billing::group_commit::GroupCommit::start(&store, 1));
+    Some(Grouping {
+        store,
+        ctx,
+        customer,
+        writers,
+        _db: db,
+    })
+}
+
+impl Grouping {
+    /// Sends `first` and, while the writer is held up writing it (by a lock on the identifiers'
+    /// table), each of `waiting` once the one before it waits: their answers, and the number of
+    /// identifiers each transaction claimed, fewest first.
+    async fn send_while_held(
+        &self,
+        first: Vec<(String, Value)>,
+        waiting: Vec<Vec<(String, Value)>>,
+    ) -> (MeterEventBatch, Vec<Result<MeterEventBatch, String>>, Vec<i64>) {
+        let send = |events: Vec<(String, Value)>| {
+            let (writers, store, ctx, customer) = (
+                self.writers.clone(),
+                self.store.clone(),
+                self.ctx.clone(),
+                self.customer.clone(),
+            );
+            tokio::spawn(async move {
+                let events = events
+                    .into_iter()
+                    .map(|(identifier, properties)| NewEvent {
+                        identifier,
+                        event_name: "call".into(),
+                        customer: customer.clone(),
+                        timestamp: ctx.now,
+                        properties,
+                    })
+                    .collect();
+                metering::ingest_copying(&writers, &store, &ctx, events, false)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        };
+        let mut lock = self.store.begin_write().await.unwrap();
+        sqlx::query("LOCK TABLE meter_event_ids IN SHARE MODE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        let first = send(first);
+        let mut probe = self.store.acquire().await.unwrap();
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'meter_event_ids'::regclass",
+        )
+        .fetch_one(&mut *probe)
+        .await
+        .unwrap()
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut sent = Vec::new();
+        for batch in waiting {
+            sent.push(send(batch));
+            let queued = sent.len();
+            while self.writers.waiting() < queued {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        lock.commit().await.unwrap();
+        let first = first.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for s in sent {
+            answers.push(s.await.unwrap());
+        }
+        let transactions =
+            sqlx::query_scalar("SELECT count(*) FROM meter_event_ids GROUP BY xmin::text::bigint ORDER BY count(*)")
+                .fetch_all(&mut *probe)
+                .await
+                .unwrap();
+        (first, answers, transactions)
+    }
+
+    async fn usage(&self) -> i64 {
+        let now = self.ctx.now;
+        let mut conn = self.store.acquire().await.unwrap();
+        let window = (Some(now - 60), Some(now + 60));
+        let usage = metering::usage(&mut conn, "grouped", &self.customer, window, None, now)
+            .await
+            .unwrap();
+        usage.meters[0].value
+    }
+}
+
+fn plain(prefix: &str) -> Vec<(String, Value)> {
+    (0..10).map(|i| (format!("{prefix}-{i}"), json!({}))).collect()
+}
+
+/// One writer, held up while it writes a first batch: the three batches sent meanwhile wait,
+/// then go in one transaction (one `xmin` for their rows), each answered as if written alone,
+/// in the order they came: an identifier of the first batch is a duplicate in the second, and
+/// one the third and fourth share is accepted in the third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_waiting_for_the_writer_commit_together_and_answer_as_if_alone() {
+    let count = NewMeter {
         event_name: "call".into(),
         display_name: None,
         aggregation: Aggregation::Count,
         value_property: None,
         group_by: Vec::new(),
     };
-    metering::create_meter(&mut tx, &ctx, meter).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let writers = Arc::new(GroupCommit::start(&store, 1));
-    let send = |ids: Vec<String>| {
-        let (writers, store, ctx, customer) = (writers.clone(), store.clone(), ctx.clone(), customer.clone());
-        tokio::spawn(async move {
-            let events = ids
-                .into_iter()
-                .map(|identifier| NewEvent {
-                    identifier,
-                    event_name: "call".into(),
-                    customer: customer.clone(),
-                    timestamp: now,
-                    properties: json!({}),
-                })
-                .collect();
-            metering::ingest_copying(&writers, &store, &ctx, events, false)
-                .await
-                .unwrap()
-        })
-    };
-    let ids = |prefix: &str| (0..10).map(|i| format!("{prefix}-{i}")).collect::<Vec<_>>();
-
-    let mut lock = store.begin_write().await.unwrap();
-    sqlx::query("LOCK TABLE meter_event_ids IN SHARE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let first = send(ids("a"));
-    let mut probe = store.acquire().await.unwrap();
-    while sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'meter_event_ids'::regclass",
-    )
-    .fetch_one(&mut *probe)
-    .await
-    .unwrap()
-        == 0
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let mut second = ids("b");
-    second.push("a-0".into());
-    let mut third = ids("c");
-    third.push("shared".into());
-    let mut fourth = ids("d");
-    fourth.push("shared".into());
-    let mut waiting = Vec::new();
-    for batch in [second, third, fourth] {
-        waiting.push(send(batch));
-        let queued = waiting.len();
-        while writers.waiting() < queued {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    lock.commit().await.unwrap();
-
-    let first = first.await.unwrap();
+    let Some(g) = grouping(count).await else { return };
+    let shared = || ("shared".to_owned(), json!({}));
+    let mut second = plain("b");
+    second.push(("a-0".into(), json!({})));
+    let mut third = plain("c");
+    third.push(shared());
+    let mut fourth = plain("d");
+    fourth.push(shared());
+    let (first, answers, transactions) = g.send_while_held(plain("a"), vec![second, third, fourth]).await;
     assert_eq!((first.accepted, first.duplicates), (10, 0));
-    let mut answers = Vec::new();
-    for w in waiting {
-        answers.push(w.await.unwrap());
-    }
+    let answers: Vec<MeterEventBatch> = answers.into_iter().map(Result::unwrap).collect();
     let counts: Vec<(i64, i64)> = answers.iter().map(|a| (a.accepted, a.duplicates)).collect();
     assert_eq!(counts, [(10, 1), (11, 0), (10, 1)]);
     assert_eq!(answers[0].events[10].identifier, "a-0");
     assert_eq!(answers[0].events[10].status, "duplicate");
     assert_eq!(answers[1].events[10].status, "accepted");
     assert_eq!(answers[2].events[10].status, "duplicate");
-    let transactions: Vec<i64> =
-        sqlx::query_scalar("SELECT count(*) FROM meter_event_ids GROUP BY xmin::text::bigint ORDER BY count(*)")
-            .fetch_all(&mut *probe)
-            .await
-            .unwrap();
     assert_eq!(
         transactions,
         [10, 31],
         "the first batch alone, then the three that waited together"
     );
-    drop(probe);
-    let usage = metering::usage(
-        &mut store.acquire().await.unwrap(),
-        "grouped",
-        &customer,
-        (Some(now - 60), Some(now + 60)),
-        None,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(usage.meters[0].value, 41);
-    store.close().await;
+    assert_eq!(g.usage().await, 41);
+    g.store.close().await;
+}
+
+/// A batch PostgreSQL refuses (here by a trigger, standing for any refusal) waits with two
+/// others: their group fails, and each is written again alone, so only that batch fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_group_that_fails_is_written_again_batch_by_batch() {
+    let count = NewMeter {
+        event_name: "call".into(),
+        display_name: None,
+        aggregation: Aggregation::Count,
+        value_property: None,
+        group_by: Vec::new(),
+    };
+    let Some(g) = grouping(count).await else { return };
+    let mut conn = g.store.acquire().await.unwrap();
+    for statement in [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+         $$BEGIN IF NEW.identifier = 'poison' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END$$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON meter_events FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    let mut poisoned = plain("p");
+    poisoned.push(("poison".into(), json!({})));
+    let (first, answers, transactions) = g
+        .send_while_held(plain("a"), vec![plain("b"), poisoned, plain("c")])
+        .await;
+    assert_eq!(first.accepted, 10);
+    assert_eq!(answers[0].as_ref().map(|a| a.accepted), Ok(10));
+    assert!(answers[1].is_err(), "{:?}", answers[1]);
+    assert_eq!(answers[2].as_ref().map(|a| a.accepted), Ok(10));
+    assert_eq!(
+        transactions,
+        [10, 10, 10],
+        "the refused batch claimed nothing; the others alone"
+    );
+    assert_eq!(g.usage().await, 30);
+    g.store.close().await;
 }
 
 fn statuses(batch: &Value) -> Vec<&str> {

@@ -27,6 +27,7 @@ use crate::objects::MeterEventBatch;
 use crate::operation::{Error, Result};
 use crate::store::Store;
 use crate::store::meter_events::Writer;
+use crate::telemetry::metrics;
 
 /// The most events one transaction takes: waiting batches are added to a group up to this.
 pub const MAX_GROUP_EVENTS: usize = 8_000;
@@ -110,6 +111,7 @@ impl Queue {
 
     fn push(&self, job: Job) {
         self.lock().push_back(job);
+        metrics::meter_batches_waiting(1.0);
         self.ready.notify_one();
     }
 
@@ -134,6 +136,7 @@ impl Queue {
                 i += 1;
             }
         }
+        metrics::meter_batches_waiting(-(group.len() as f64));
         (group, !jobs.is_empty())
     }
 }
@@ -207,6 +210,7 @@ async fn in_transaction(
     let mut tx = tx?;
     let written = metering::write_group(Writer::Postgres(&mut tx), tenant, received, batches).await?;
     tx.commit().await?;
+    metrics::meter_transaction();
     Ok(written)
 }
 

@@ -43,6 +43,8 @@ pub const CYCLE_PERIODS: &str = "billing_cycle_periods_billed_total";
 pub const CYCLE_FAILURES: &str = "billing_cycle_failures_total";
 pub const METER_EVENTS_ACCEPTED: &str = "billing_meter_events_accepted_total";
 pub const METER_EVENTS_DUPLICATE: &str = "billing_meter_events_duplicate_total";
+pub const METER_EVENT_TRANSACTIONS: &str = "billing_meter_event_transactions_total";
+pub const METER_EVENT_BATCHES_WAITING: &str = "billing_meter_event_batches_waiting";
 pub const METER_ROLLUP_LAG: &str = "billing_meter_rollup_lag_seconds";
 pub const METER_ROLLUP_DELTAS_FOLDED: &str = "billing_meter_rollup_deltas_folded_total";
 pub const METER_ROLLUP_FOLD_FAILURES: &str = "billing_meter_rollup_fold_failures_total";
@@ -153,6 +155,14 @@ fn describe() {
         METER_EVENTS_DUPLICATE,
         "Meter events answered `duplicate`: their identifier was accepted before (client retries)"
     );
+    describe_counter!(
+        METER_EVENT_TRANSACTIONS,
+        "PostgreSQL: transactions that wrote batches of meter events (the batches that waited for a writer go in one); accepted events over this are events per transaction"
+    );
+    describe_gauge!(
+        METER_EVENT_BATCHES_WAITING,
+        "PostgreSQL: batches of meter events waiting for a writer (database.copy_connections of them)"
+    );
     describe_gauge!(
         METER_ROLLUP_LAG,
         metrics::Unit::Seconds,
@@ -185,6 +195,7 @@ fn describe() {
         CYCLE_FAILURES,
         METER_EVENTS_ACCEPTED,
         METER_EVENTS_DUPLICATE,
+        METER_EVENT_TRANSACTIONS,
         METER_ROLLUP_DELTAS_FOLDED,
         METER_ROLLUP_FOLD_FAILURES,
     ] {
@@ -195,6 +206,7 @@ fn describe() {
     }
     gauge!(RATE_LIMIT_SHARED).set(0.0);
     gauge!(METER_ROLLUP_LAG).set(0.0);
+    gauge!(METER_EVENT_BATCHES_WAITING).set(0.0);
     for outcome in WEBHOOK_OUTCOMES {
         counter!(WEBHOOK_ATTEMPTS, "outcome" => *outcome).increment(0);
     }
@@ -363,6 +375,16 @@ impl Drop for InFlight {
 
 pub fn cycle_periods(n: usize) {
     counter!(CYCLE_PERIODS).increment(u64::try_from(n).unwrap_or(u64::MAX));
+}
+
+/// Batches of meter events queued for a writer (`n` > 0) or taken by one (`n` < 0).
+pub fn meter_batches_waiting(n: f64) {
+    gauge!(METER_EVENT_BATCHES_WAITING).increment(n);
+}
+
+/// A transaction of meter event batches committed.
+pub fn meter_transaction() {
+    counter!(METER_EVENT_TRANSACTIONS).increment(1);
 }
 
 /// A fold of rollup deltas: how many, and how long the oldest had waited.

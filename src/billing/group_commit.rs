@@ -6,18 +6,22 @@
 //! up to thousands of rows (each statement sets up its buffers; each transaction its rollup
 //! deltas, one per meter, customer and minute, whatever the number of events behind them), so
 //! it is the number of transactions that costs. `bench/meter_events.sh` measured PostgreSQL's
-//! CPU per event at 8.2 µs in transactions of 1,000 events and 4.4 µs in transactions of 4,000.
+//! CPU per event at 8.2 µs in transactions of 1,000 events and 4.4 µs in transactions of 4,000
+//! (batches of 4,000, for the experiment).
 //! Under a light load nothing waits and every batch is written at once, alone; under a heavy
 //! one the waiting batches make the transactions bigger, and cheaper per event.
 //!
 //! Exactly once is kept: a group's claims, events and rollups commit together or not at all. A
-//! group that PostgreSQL refuses (or whose values overflow together) is written again batch by
-//! batch, so that one batch's failure is its own; a failure to reach the database is every
-//! batch's answer. A batch whose caller has gone (a client that hung up) is still written, as
-//! it would have been had it been sent a moment sooner: its retry finds it `duplicate`.
+//! group whose data PostgreSQL refuses is written again batch by batch, so that one batch's
+//! failure is its own; any other failure (the database unreachable, a statement timeout) is
+//! every batch's answer, and their retries count each event once. A batch whose caller has gone
+//! before a writer took it (a client that hung up, a request timed out) is dropped unwritten:
+//! the queue never holds more than the requests in flight, and the retry counts it once.
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
@@ -110,33 +114,38 @@ impl Queue {
     }
 
     fn push(&self, job: Job) {
-        self.lock().push_back(job);
+        let mut jobs = self.lock();
+        jobs.push_back(job);
         metrics::meter_batches_waiting(1.0);
+        drop(jobs);
         self.ready.notify_one();
     }
 
-    /// The oldest job and, behind it, the tenant's other jobs up to [`MAX_GROUP_EVENTS`], in
-    /// the order they came; whether jobs are left for another writer.
+    /// The oldest job and, behind it, the same tenant's next jobs while they fit in
+    /// [`MAX_GROUP_EVENTS`], in the order they came (jobs whose caller has gone are dropped);
+    /// whether jobs are left for another writer.
     fn take_group(&self) -> (Vec<Job>, bool) {
         let mut jobs = self.lock();
-        let Some(first) = jobs.pop_front() else {
-            return (Vec::new(), false);
-        };
-        let mut events = first.batch.len();
-        let mut group = vec![first];
+        let before = jobs.len();
+        jobs.retain(|job| !job.reply.is_closed());
+        let mut group: Vec<Job> = Vec::new();
+        let mut events = 0;
         let mut i = 0;
         while i < jobs.len() {
-            let fits = events + jobs[i].batch.len() <= MAX_GROUP_EVENTS;
-            if jobs[i].tenant == group[0].tenant && fits {
-                if let Some(job) = jobs.remove(i) {
-                    events += job.batch.len();
-                    group.push(job);
-                }
-            } else {
+            let job = &jobs[i];
+            if group.first().is_some_and(|first| first.tenant != job.tenant) {
                 i += 1;
+                continue;
+            }
+            if !group.is_empty() && events + job.batch.len() > MAX_GROUP_EVENTS {
+                break;
+            }
+            if let Some(job) = jobs.remove(i) {
+                events += job.batch.len();
+                group.push(job);
             }
         }
-        metrics::meter_batches_waiting(-(group.len() as f64));
+        metrics::meter_batches_waiting(-((before - jobs.len()) as f64));
         (group, !jobs.is_empty())
     }
 }
@@ -148,6 +157,7 @@ async fn run(queue: Arc<Queue>, store: Store, stop: CancellationToken) {
         let (group, more) = queue.take_group();
         if group.is_empty() {
             tokio::select! {
+                biased;
                 () = ready => continue,
                 () = stop.cancelled() => return,
             }
@@ -159,7 +169,15 @@ async fn run(queue: Arc<Queue>, store: Store, stop: CancellationToken) {
         for job in &group[1..] {
             span.follows_from(&job.span);
         }
-        write(&store, group).instrument(span).await;
+        // A panic would be a bug; it fails this group's batches (their callers get an error, as
+        // their answers are dropped), not the writer.
+        if AssertUnwindSafe(write(&store, group).instrument(span))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("a meter event writer panicked writing a group; its batches were not answered");
+        }
     }
 }
 
@@ -214,10 +232,18 @@ async fn in_transaction(
     Ok(written)
 }
 
-/// Whether a group's failure may be one batch's: PostgreSQL refused a statement, or the values
-/// overflowed. Not a connection that failed or could not be had: that is every batch's.
+/// Whether a group's failure may be one batch's: PostgreSQL refused its data (SQLSTATE classes
+/// 22, data exception, and 23, integrity constraint violation, or an exception a trigger or
+/// function raised, P0001), or the values overflowed together. Not a connection that failed or
+/// could not be had, a deadlock, a timeout or a shutdown: that is every batch's.
 fn is_the_batches(e: &Error) -> bool {
-    matches!(e, Error::Invalid(_) | Error::Db(sqlx::Error::Database(_)))
+    match e {
+        Error::Invalid(_) => true,
+        Error::Db(sqlx::Error::Database(e)) => e
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code == "P0001"),
+        _ => false,
+    }
 }
 
 /// A failure to answer the group's other jobs with (`sqlx::Error` cannot be cloned): what
@@ -237,5 +263,59 @@ impl Shared {
             None => Error::Db(sqlx::Error::PoolTimedOut),
             Some(why) => Error::Db(sqlx::Error::Protocol(format!("the batch's group failed: {why}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(tenant: &str, events: usize) -> (Job, oneshot::Receiver<Result<MeterEventBatch>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            tenant: tenant.into(),
+            received: 0,
+            batch: Prepared::of_events(events),
+            reply,
+            span: tracing::Span::none(),
+        };
+        (job, answer)
+    }
+
+    fn taken(queue: &Queue) -> (Vec<(String, usize)>, bool) {
+        let (group, more) = queue.take_group();
+        (group.iter().map(|j| (j.tenant.clone(), j.batch.len())).collect(), more)
+    }
+
+    #[test]
+    fn a_group_is_the_oldest_jobs_tenants_next_jobs_in_order_while_they_fit() {
+        let queue = Queue::default();
+        let mut answers = Vec::new();
+        for (tenant, events) in [("a", 3_000), ("b", 1_000), ("a", 3_000), ("a", 3_000), ("a", 500)] {
+            let (job, answer) = job(tenant, events);
+            queue.push(job);
+            answers.push(answer);
+        }
+        let a = |n: usize| ("a".to_owned(), n);
+        // The third job of `a` would make 9,000 events: the group stops there, and the last
+        // (which would fit) does not go ahead of it.
+        assert_eq!(taken(&queue), (vec![a(3_000), a(3_000)], true));
+        assert_eq!(taken(&queue), (vec![("b".to_owned(), 1_000)], true));
+        assert_eq!(taken(&queue), (vec![a(3_000), a(500)], false));
+        assert_eq!(taken(&queue), (vec![], false));
+    }
+
+    #[test]
+    fn a_job_whose_caller_has_gone_is_dropped_unwritten() {
+        let queue = Queue::default();
+        let (first, _kept) = job("a", 10);
+        let (gone, answer) = job("a", 20);
+        drop(answer);
+        let (last, _kept_too) = job("a", 30);
+        for j in [first, gone, last] {
+            queue.push(j);
+        }
+        assert_eq!(taken(&queue), (vec![("a".to_owned(), 10), ("a".to_owned(), 30)], false));
+        assert_eq!(queue.lock().len(), 0);
     }
 }

@@ -88,6 +88,23 @@ impl Prepared {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
+
+    /// A batch of `n` events that no meter reads, for tests of what carries batches.
+    #[cfg(test)]
+    pub(crate) fn of_events(n: usize) -> Prepared {
+        let event = |i: usize| NewEvent {
+            identifier: format!("e-{i}"),
+            event_name: "test".into(),
+            customer: "cus_test".into(),
+            timestamp: 0,
+            properties: Value::Null,
+        };
+        Prepared {
+            events: (0..n).map(event).collect(),
+            specs: Vec::new(),
+            readings: Vec::new(),
+        }
+    }
 }
 
 /// Checks a batch: the customers are the tenant's, every meter of an event's name finds its

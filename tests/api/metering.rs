@@ -113,7 +113,10 @@ impl Grouping {
         let first = send(first);
         let mut probe = self.store.acquire().await.unwrap();
         while sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'meter_event_ids'::regclass",
+            // This database's: the tests' databases are copies of one template, so the
+            // table has the same oid in each, and tests run side by side.
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'meter_event_ids'::regclass \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .fetch_one(&mut *probe)
         .await

@@ -95,14 +95,13 @@ async fn the_copy_pool_and_the_rollup_folder_are_measured() {
         Some(2.0)
     );
     assert!(sample(&text, r#"billing_db_pool_max_connections{pool="main"}"#).unwrap_or(0.0) >= 1.0);
-    // The batch's transaction was counted; the writers' queue is measured (other tests of this
-    // process share the gauge, so its value is theirs too).
+    // The batch's transaction was counted (other tests of this process share the counter, so
+    // this shows only that some transaction was: it fails when none ever is).
     assert!(
         sample(&text, "billing_meter_event_transactions_total").unwrap_or(0.0)
             > sample(&before, "billing_meter_event_transactions_total").unwrap_or(0.0),
         "{text}"
     );
-    assert!(sample(&text, "billing_meter_event_batches_waiting").is_some(), "{text}");
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Usage metering on both backends: meters, meter events counted exactly once (duplicates in a
 //! batch or across batches answered `duplicate`, a refused batch claiming nothing, concurrent
 //! batches sharing identifiers, a server killed mid-load and its client retrying everything),
-//! and usage equal to an independent computation over the accepted events (a property over
-//! generated cases: `METER_CASES` per backend).
+//! the monthly partitions the service makes on PostgreSQL, and usage equal to an independent
+//! computation over the accepted events (a property over generated cases: `METER_CASES` per
+//! backend).
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use serde_json::{Value, json};
 
 use crate::backend_tests;
 use crate::helpers::process::Server;
-use crate::helpers::{TestDb, assert_problem, client, config_for, field_errors, spawn_app};
+use crate::helpers::{TestDb, assert_problem, client, config_for, field_errors, spawn_app, spawn_app_with};
 
 backend_tests!(
     meters_count_each_event_once_and_usage_adds_up,
@@ -240,6 +241,76 @@ async fn postgres_a_group_that_fails_is_written_again_batch_by_batch() {
     g.store.close().await;
 }
 
+/// The service makes `meter_events`' monthly partitions itself, from the grace period back to
+/// two months ahead (the names PostgreSQL gives those months are worked out here, in SQL), and
+/// events land in the partition of the month they happened in, a late one included: none in
+/// the default partition, which only catches what no partition covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_service_makes_the_monthly_partitions_events_land_in() {
+    const GRACE: i64 = 70 * 86_400;
+    let Some(app) = spawn_app_with(Backend::Postgres, &[("BILLING_BILLING__METER_EVENT_GRACE", "70days")]).await else {
+        return;
+    };
+    let now = billing_api::clock::now();
+    let months = "SELECT to_char(m, '\"meter_events_y\"YYYY\"m\"MM') FROM generate_series( \
+         date_trunc('month', to_timestamp($1) AT TIME ZONE 'UTC'), to_timestamp($2) AT TIME ZONE 'UTC', \
+         interval '1 month') AS m";
+    let mut expected: Vec<String> = sqlx::query_scalar(months)
+        .bind(now - GRACE)
+        .bind(now + 62 * 86_400)
+        .fetch_all(app.store.pool())
+        .await
+        .unwrap();
+    assert!(expected.len() >= 4, "{expected:?}");
+    expected.push("meter_events_default".into());
+    expected.sort();
+    let partitions = "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'meter_events'::regclass";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let made = loop {
+        let mut made: Vec<String> = sqlx::query_scalar(partitions)
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+        made.sort();
+        if made == expected || Instant::now() > deadline {
+            break made;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(made, expected);
+
+    let api = app.tenant("acme").await;
+    let customer = api.customer("usd").await;
+    let late = now - GRACE + 3_600;
+    let event =
+        |id: &str, at: i64| json!({"identifier": id, "event_name": "call", "customer": customer, "timestamp": at});
+    let sent = api
+        .post(
+            "/v1/meter_events",
+            json!({"events": [event("now", now), event("late", late)]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(statuses(&sent), ["accepted", "accepted"]);
+    let month_of = "SELECT to_char(to_timestamp($1) AT TIME ZONE 'UTC', '\"meter_events_y\"YYYY\"m\"MM')";
+    let mut placed = Vec::new();
+    for (id, at) in [("late", late), ("now", now)] {
+        let month: String = sqlx::query_scalar(month_of)
+            .bind(at)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap();
+        placed.push((id.to_owned(), month));
+    }
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT identifier, tableoid::regclass::text FROM meter_events ORDER BY identifier")
+            .fetch_all(app.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, placed);
+}
+
 fn statuses(batch: &Value) -> Vec<&str> {
     batch["events"]
         .as_array()
@@ -281,6 +352,11 @@ async fn meters_count_each_event_once_and_usage_adds_up(backend: Backend) {
             .len(),
         5
     );
+    // Each meter made is an event (for webhooks), carrying the meter as made.
+    let created = api.get("/v1/events?type=meter.created&limit=100").await.expect(200);
+    let created: Vec<&Value> = created["data"].as_array().unwrap().iter().map(|e| &e["data"]).collect();
+    assert_eq!(created.len(), 5);
+    assert!(created.contains(&&sum), "{created:?}");
 
     // An hour ago, on a minute's first second.
     let base = minute_of(billing_api::clock::now()) - 3_600;

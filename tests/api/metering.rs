@@ -34,7 +34,8 @@ backend_tests!(
     a_write_that_fails_after_its_claim_leaves_nothing_claimed,
 );
 
-/// A tenant with a customer and one meter, on a PostgreSQL store, and one writer.
+/// A tenant with a customer and a meter counting `call` events, on a PostgreSQL store, and one
+/// writer.
 struct Grouping {
     store: Store,
     ctx: Ctx,
@@ -43,7 +44,7 @@ struct Grouping {
     _db: TestDb,
 }
 
-async fn grouping(meter: NewMeter) -> Option<Grouping> {
+async fn grouping() -> Option<Grouping> {
     let db = TestDb::migrated(Backend::Postgres).await?;
     let store = Store::connect_lazy(&config_for(&db.url, &[]).database).unwrap();
     let ctx = Ctx::new(
@@ -62,7 +63,7 @@ async fn grouping(meter: NewMeter) -> Option<Grouping> {
         test_clock: None,
     };
     let customer = customers::create(&mut tx, &ctx, input).await.unwrap().id;
-    metering::create_meter(&mut tx, &ctx, meter).await.unwrap();
+    metering::create_meter(&mut tx, &ctx, count_calls()).await.unwrap();
     tx.commit().await.unwrap();
     let writers = std::sync::Arc::new(billing_api::billing::group_commit::GroupCommit::start(&store, 1));
     Some(Grouping {
@@ -159,6 +160,17 @@ impl Grouping {
     }
 }
 
+/// A meter counting the events named `call`.
+fn count_calls() -> NewMeter {
+    NewMeter {
+        event_name: "call".into(),
+        display_name: None,
+        aggregation: Aggregation::Count,
+        value_property: None,
+        group_by: Vec::new(),
+    }
+}
+
 fn plain(prefix: &str) -> Vec<(String, Value)> {
     (0..10).map(|i| (format!("{prefix}-{i}"), json!({}))).collect()
 }
@@ -169,14 +181,7 @@ fn plain(prefix: &str) -> Vec<(String, Value)> {
 /// one the third and fourth share is accepted in the third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batches_waiting_for_the_writer_commit_together_and_answer_as_if_alone() {
-    let count = NewMeter {
-        event_name: "call".into(),
-        display_name: None,
-        aggregation: Aggregation::Count,
-        value_property: None,
-        group_by: Vec::new(),
-    };
-    let Some(g) = grouping(count).await else { return };
+    let Some(g) = grouping().await else { return };
     let shared = || ("shared".to_owned(), json!({}));
     let mut second = plain("b");
     second.push(("a-0".into(), json!({})));
@@ -206,14 +211,7 @@ async fn postgres_batches_waiting_for_the_writer_commit_together_and_answer_as_i
 /// others: their group fails, and each is written again alone, so only that batch fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_group_that_fails_is_written_again_batch_by_batch() {
-    let count = NewMeter {
-        event_name: "call".into(),
-        display_name: None,
-        aggregation: Aggregation::Count,
-        value_property: None,
-        group_by: Vec::new(),
-    };
-    let Some(g) = grouping(count).await else { return };
+    let Some(g) = grouping().await else { return };
     let mut conn = g.store.acquire().await.unwrap();
     for statement in [
         "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \

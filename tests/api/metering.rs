@@ -291,10 +291,11 @@ async fn postgres_the_service_makes_the_monthly_partitions_events_land_in() {
         .await
         .expect(200);
     assert_eq!(statuses(&sent), ["accepted", "accepted"]);
-    let month_of = "SELECT to_char(to_timestamp($1) AT TIME ZONE 'UTC', '\"meter_events_y\"YYYY\"m\"MM')";
     let mut placed = Vec::new();
     for (id, at) in [("late", late), ("now", now)] {
-        let month: String = sqlx::query_scalar(month_of)
+        // The months from `at` to `at`: its own.
+        let month: String = sqlx::query_scalar(months)
+            .bind(at)
             .bind(at)
             .fetch_one(app.store.pool())
             .await
